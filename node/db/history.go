@@ -327,6 +327,17 @@ func (d *DB) Versions(ctx context.Context, origin, id string, m Mode, since time
 	return out, err
 }
 
+// VersionsClassification is the highest classification the history keeps of the versions of one
+// own (origin "") or cached record; unspecified (0) when it keeps none, as of versions written
+// before migration 27.
+func (d *DB) VersionsClassification(ctx context.Context, origin, id string) (pb.Classification, error) {
+	var c int32
+	err := d.read(func(ro *sql.DB) error {
+		return ro.QueryRowContext(ctx, `SELECT COALESCE(MAX(classification), 0) FROM history WHERE origin = ? AND id = ?`, origin, id).Scan(&c)
+	})
+	return pb.Classification(c), err
+}
+
 // PruneHistory forgets what the history needs no longer: rows older than before, except each
 // record's last row at or before it, which still says what the record counted at before. Reads
 // clip to the retention window (warn.History's since, Versions'), so a replica that prunes later than

@@ -299,11 +299,20 @@ func (s *Service) Versions(ctx context.Context, req *pb.VersionsRequest) (*pb.Ve
 	if err != nil {
 		return nil, api.Status(s.log, err)
 	}
-	if origin == "" && len(vs) > 0 {
-		// The versions of an own record as confidential as it is now are read as it is.
-		if r, err := s.db.Get(ctx, req.Id); err == nil {
-			api.AuditRead(ctx, s.store, s.log, s.checker.Origin, "Versions", r)
+	if len(vs) > 0 {
+		// The versions are read as the most confidential of them, own or a partner's: a record
+		// declassified since handed out its secret versions' figures without a trace (review AG,
+		// AG5). The history keeps each version's classification; the record's own counts too.
+		top, err := s.db.VersionsClassification(ctx, origin, req.Id)
+		if err != nil {
+			return nil, api.Status(s.log, err)
 		}
+		if origin == "" {
+			if r, err := s.db.Get(ctx, req.Id); err == nil {
+				top = max(top, r.Classification)
+			}
+		}
+		api.AuditRead(ctx, s.store, s.log, s.checker.Origin, "Versions", &pb.Record{Id: req.Id, Origin: origin, Classification: top})
 	}
 	out := &pb.VersionsResponse{Versions: make([]*pb.RecordVersion, 0, len(vs))}
 	for _, v := range vs {
