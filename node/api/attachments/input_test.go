@@ -6,9 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
-	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -43,9 +41,7 @@ func TestUploadRefusesAtTheField(t *testing.T) {
 				}
 			}
 			_, err = stream.CloseAndRecv()
-			if field, _ := api.Field(err); status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != tc.msg || field != tc.field {
-				t.Errorf("%v %q at %q, want INVALID_ARGUMENT %q at %s", status.Code(err), status.Convert(err).Message(), field, tc.msg, tc.field)
-			}
+			clustertest.WantRefused(t, err, codes.InvalidArgument, tc.field, tc.msg)
 		})
 	}
 }

@@ -7,12 +7,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
 	"github.com/knooppunt/knooppunt/federation/invite"
-	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -111,14 +109,7 @@ func TestPeerInputRefused(t *testing.T) {
 		}, codes.InvalidArgument, "groups", "groups: 65 groups is over the limit of 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.call()
-			msg := status.Convert(err).Message()
-			if status.Code(err) != tc.code || !strings.HasPrefix(msg, tc.msg) || len(msg) > 1000 {
-				t.Errorf("%v %.300q, want %v %q", status.Code(err), msg, tc.code, tc.msg)
-			}
-			if field, _ := api.Field(err); field != tc.field {
-				t.Errorf("field %q, want %q", field, tc.field)
-			}
+			clustertest.WantRefused(t, tc.call(), tc.code, tc.field, tc.msg)
 		})
 	}
 	// 64 groups are taken, and nothing refused above was added.
