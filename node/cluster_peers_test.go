@@ -12,7 +12,6 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
-	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -29,16 +28,7 @@ func TestClusterPeerAcceptedOnEveryReplica(t *testing.T) {
 
 	ncc := identitytest.NewCA(t, "ncc.crisis.test")
 	nccSVID := identitytest.SVID(t, ncc, "/node/r1", identity.SVIDOptions{})
-	pem, err := identitytest.Bundle(ncc).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	file, err := invite.Sign(invite.Invitation{Name: "NCC", TrustDomain: "ncc.crisis.test", Addresses: []string{"127.0.0.1:1"},
-		Bundle: string(pem), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, nccSVID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := identitytest.Invitation(t, ncc, nccSVID, "NCC", "127.0.0.1:1")
 	own, err := x509bundle.Load(c.TD, c.BundleFile)
 	if err != nil {
 		t.Fatal(err)
@@ -114,19 +104,7 @@ func TestPeerAcceptKeepsNameAndGroups(t *testing.T) {
 	r := c.Leader(t, 10*time.Second, c.Replicas...)
 	ncc := identitytest.NewCA(t, "ncc.crisis.test")
 	nccSVID := identitytest.SVID(t, ncc, "/node/r1", identity.SVIDOptions{})
-	pem, err := identitytest.Bundle(ncc).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	invitation := func(addr string) []byte {
-		now := time.Now().UTC().Truncate(time.Second)
-		file, err := invite.Sign(invite.Invitation{Name: "NCC", TrustDomain: "ncc.crisis.test", Addresses: []string{addr},
-			Bundle: string(pem), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, nccSVID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return file
-	}
+	invitation := func(addr string) []byte { return identitytest.Invitation(t, ncc, nccSVID, "NCC", addr) }
 	peers := pb.NewPeerServiceClient(r.Local(t))
 	accept := func(req *pb.AcceptRequest, outcome, name string, groups ...string) {
 		t.Helper()
@@ -149,7 +127,7 @@ func TestPeerAcceptKeepsNameAndGroups(t *testing.T) {
 	accept(&pb.AcceptRequest{Invitation: second}, "unchanged", "rijk-ncc", "rijk")
 	accept(&pb.AcceptRequest{Invitation: second, Groups: []string{"rijk", "landelijk"}}, "updated", "rijk-ncc", "rijk", "landelijk")
 	accept(&pb.AcceptRequest{Invitation: second, NoGroups: true}, "updated", "rijk-ncc")
-	_, err = peers.Accept(clustertest.Call(t), &pb.AcceptRequest{Invitation: second, NoGroups: true, Groups: []string{"rijk"}})
+	_, err := peers.Accept(clustertest.Call(t), &pb.AcceptRequest{Invitation: second, NoGroups: true, Groups: []string{"rijk"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "no_groups") {
 		t.Errorf("no_groups with groups: %v, want InvalidArgument naming no_groups", err)
 	}

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
+	"github.com/knooppunt/knooppunt/federation/invite"
 )
 
 // keyCount keys are generated once; SVIDs take them in turn. Sharing a key between test SVIDs
@@ -112,6 +113,24 @@ func Bundle(cas ...*identity.DevCA) *x509bundle.Bundle {
 		certs[i] = ca.Cert
 	}
 	return x509bundle.FromX509Authorities(cas[0].TrustDomain, certs)
+}
+
+// Invitation is an invitation of ca's org, named name, to its node at addr, signed with svid
+// (one of ca's, as a node of that org signs one), its bundle ca's alone, valid for an hour from
+// now.
+func Invitation(tb testing.TB, ca *identity.DevCA, svid *x509svid.SVID, name, addr string) []byte {
+	tb.Helper()
+	pemBundle, err := Bundle(ca).Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	file, err := invite.Sign(invite.Invitation{Name: name, TrustDomain: ca.TrustDomain.Name(), Addresses: []string{addr},
+		Bundle: string(pemBundle), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, svid)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return file
 }
 
 // WriteBundle writes the bundle of the CAs as PEM to path, replacing it atomically (a file

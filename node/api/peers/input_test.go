@@ -10,7 +10,6 @@ import (
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
-	"github.com/knooppunt/knooppunt/federation/invite"
 	"github.com/knooppunt/knooppunt/node/clustertest"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
@@ -24,17 +23,7 @@ func TestPeerInputRefused(t *testing.T) {
 	peers := pb.NewPeerServiceClient(r.Local(t))
 
 	ncc := identitytest.NewCA(t, "ncc.crisis.test")
-	nccSVID := identitytest.SVID(t, ncc, "/node/r1", identity.SVIDOptions{})
-	pem, err := identitytest.Bundle(ncc).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC().Truncate(time.Second)
-	file, err := invite.Sign(invite.Invitation{Name: "NCC", TrustDomain: "ncc.crisis.test", Addresses: []string{"127.0.0.1:1"},
-		Bundle: string(pem), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, nccSVID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := identitytest.Invitation(t, ncc, identitytest.SVID(t, ncc, "/node/r1", identity.SVIDOptions{}), "NCC", "127.0.0.1:1")
 	many := make([]string, 10001)
 	for i := range many {
 		many[i] = fmt.Sprintf("g%d", i)
