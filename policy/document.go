@@ -654,11 +654,13 @@ func Quote(s string) string {
 }
 
 // cut is at most maxQuoted bytes of s, cut at a character, and an ellipsis when there is more.
-func cut(s string) string {
-	if len(s) <= maxQuoted {
+func cut(s string) string { return Cut(s, maxQuoted) }
+
+// Cut is at most n bytes of s, cut at a character's start, and an ellipsis when there is more.
+func Cut(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	n := maxQuoted
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}

@@ -152,7 +152,7 @@ func Invalid(field, format string, args ...any) error {
 // key, or a reason that quotes a value, of a megabyte would not fit the trailers that carry them
 // (review AF, AF4).
 func FieldStatus(code codes.Code, field, reason string) error {
-	field, reason = Cut(field, MaxFieldBytes), Cut(reason, MaxMessageBytes)
+	field, reason = cut(field, MaxFieldBytes), cut(reason, MaxMessageBytes)
 	st := status.New(code, field+": "+reason)
 	withField, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: reason}}})
 	if err != nil {
@@ -350,17 +350,8 @@ const (
 	MaxMessageBytes = 2048
 )
 
-// Cut is s cut to at most n bytes, at a character's start, with "…" where it was cut.
-func Cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len("…")
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "…"
-}
+// cut is s cut to at most n bytes, the ellipsis where it was cut included (policy.Cut).
+func cut(s string, n int) string { return policy.Cut(s, n-len("…")) }
 
 // cutStatus is err with its status's message cut to MaxMessageBytes, its details kept.
 func cutStatus(err error) error {
@@ -369,7 +360,7 @@ func cutStatus(err error) error {
 		return err
 	}
 	p := st.Proto()
-	p.Message = Cut(p.Message, MaxMessageBytes)
+	p.Message = cut(p.Message, MaxMessageBytes)
 	return status.FromProto(p).Err()
 }
 

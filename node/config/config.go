@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -914,17 +913,9 @@ func CheckReplicaID(field, id string) error {
 		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_')
 	}
 	if !ok {
-		return fmt.Errorf("%s: %s is not a replica id: use 1 to 63 letters, digits, '.', '-' or '_', such as r4", field, quoteID(id))
+		return fmt.Errorf("%s: %s is not a replica id: use 1 to 63 letters, digits, '.', '-' or '_', such as r4", field, policy.Quote(id))
 	}
 	return nil
-}
-
-// quoteID quotes an id for a message, cut to 64 bytes.
-func quoteID(id string) string {
-	if len(id) > 64 {
-		return strconv.Quote(strings.ToValidUTF8(id[:64], "")) + "…"
-	}
-	return strconv.Quote(id)
 }
 
 // FirstReplicaID is the SPIFFE ID of an org's first replica, spiffe://TD/node/r1: what a
