@@ -452,14 +452,7 @@ func TestAssessmentLeavesOutWhatItsClassificationDoesNot(t *testing.T) {
 	confidential.Record.Classification = pb.Classification_CONFIDENTIAL
 	p := picture(append(base(), secret, confidential)...)
 	p.Aggregates = []*pb.Aggregate{agg("shelter.capacity", "VR19", 3344, 3), agg("shelter.capacity", "NL", 3344, 3)}
-	rec, err := New(p, "a", "b", "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b Body
-	if err := json.Unmarshal(rec.Body, &b); err != nil {
-		t.Fatal(err)
-	}
+	rec, b := bodyOf(t, p)
 	want := []Sum{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 11, Records: 2},
 		{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: 11, Records: 2}}
 	if !reflect.DeepEqual(b.Sums, want) {
@@ -485,6 +478,20 @@ func TestAssessmentLeavesOutWhatItsClassificationDoesNot(t *testing.T) {
 	}
 }
 
+// bodyOf is the assessment New makes of p, and its body.
+func bodyOf(t *testing.T, p *pb.PictureResponse) (*pb.Record, Body) {
+	t.Helper()
+	rec, err := New(p, "a", "b", "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Body
+	if err := json.Unmarshal(rec.Body, &b); err != nil {
+		t.Fatal(err)
+	}
+	return rec, b
+}
+
 // jsonOf is v as JSON, which compares times as the assessment's body keeps them.
 func jsonOf(t *testing.T, v any) string {
 	t.Helper()
@@ -506,14 +513,7 @@ func agg(kind, region string, total float64, records int64) *pb.Aggregate {
 func TestAssessmentKeepsItsSums(t *testing.T) {
 	p := picture(base()...)
 	p.Aggregates = []*pb.Aggregate{agg("shelter.capacity", "VR19", 11, 2), agg("shelter.capacity", "NL", 11, 2), agg(Kind, "NL", 1, 1)}
-	rec, err := New(p, "a", "b", "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b Body
-	if err := json.Unmarshal(rec.Body, &b); err != nil {
-		t.Fatal(err)
-	}
+	rec, b := bodyOf(t, p)
 	want := []Sum{{Kind: "shelter.capacity", Field: "beds_free", Region: "VR19", Sum: 11, Records: 2},
 		{Kind: "shelter.capacity", Field: "beds_free", Region: "NL", Sum: 11, Records: 2}}
 	if !reflect.DeepEqual(b.Sums, want) || b.SumsLeftOut != 0 {
@@ -529,11 +529,7 @@ func TestAssessmentKeepsItsSums(t *testing.T) {
 		p.Aggregates = append(p.Aggregates, agg(fmt.Sprintf("k%03d", i), "VR19", 1, 1))
 	}
 	p.Aggregates = append(p.Aggregates, agg("zz", "NL", 5, 1))
-	rec, _ = New(p, "a", "b", "c")
-	b = Body{}
-	if err := json.Unmarshal(rec.Body, &b); err != nil {
-		t.Fatal(err)
-	}
+	_, b = bodyOf(t, p)
 	if len(b.Sums) != MaxSums || b.SumsLeftOut != 11 || b.Sums[MaxSums-1].Kind != "zz" || b.Sums[MaxSums-2].Kind != "k254" {
 		t.Fatalf("%d sums kept, %d left out, the last %+v, %+v", len(b.Sums), b.SumsLeftOut, b.Sums[MaxSums-2], b.Sums[MaxSums-1])
 	}
