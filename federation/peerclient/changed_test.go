@@ -32,12 +32,16 @@ func TestChangedWhenASubscriptionOpensOrBreaks(t *testing.T) {
 		{SubscriptionState{Err: "connection refused", Opened: true}, false},
 		{SubscriptionState{Open: true, Opened: true}, true},
 	} {
-		ch := m.Changed()
+		ch, gen := m.Changed()
 		s.set(step.st)
 		if got := closed(ch); got != step.want {
 			t.Errorf("step %d (open %t, %q): Changed closed %t, want %t", i+1, step.st.Open, step.st.Err, got, step.want)
 		}
-		if closed(m.Changed()) {
+		next, nextGen := m.Changed()
+		if moved := nextGen != gen; moved != step.want {
+			t.Errorf("step %d: the generation went from %d to %d; want it to move only when Changed is closed", i+1, gen, nextGen)
+		}
+		if closed(next) {
 			t.Fatalf("step %d: the next Changed is closed already", i+1)
 		}
 	}

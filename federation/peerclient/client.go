@@ -115,6 +115,7 @@ type Manager struct {
 	// changed is closed, and replaced, when a subscription opens or breaks (Changed).
 	changedMu sync.Mutex
 	changed   chan struct{}
+	flips     uint64 // how often changed was closed: a generation a page can name
 	// wake asks Run to reconcile now rather than at its next tick.
 	wake chan struct{}
 	// files wakes a peer's file fetcher (by peer name) when records arrived.
@@ -269,10 +270,12 @@ func (s *subscription) set(st SubscriptionState) {
 // opens or breaks: when whether the peer is heard from changes, as Subscription says. It carries
 // no data, and a peer that comes and goes closes it each time: a reader that acts on it holds
 // back on its own. Failed attempts to reconnect, which go on while a peer is down, do not close it.
-func (m *Manager) Changed() <-chan struct{} {
+// gen counts the channels closed before it since this replica started: a reader that took gen
+// earlier (a page, when it asked the partners) and sees another one now missed a change.
+func (m *Manager) Changed() (changed <-chan struct{}, gen uint64) {
 	m.changedMu.Lock()
 	defer m.changedMu.Unlock()
-	return m.changed
+	return m.changed, m.flips
 }
 
 // flip closes the channel Changed returned, and gives the next one.
@@ -281,6 +284,7 @@ func (m *Manager) flip() {
 	defer m.changedMu.Unlock()
 	close(m.changed)
 	m.changed = make(chan struct{})
+	m.flips++
 }
 
 // CatchUpGrace is how long an open subscription may go without the peer saying it has sent all

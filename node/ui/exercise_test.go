@@ -99,7 +99,7 @@ func TestExerciseMode(t *testing.T) {
 	// An exercise record's page, reached by its link, is in the exercise's mode.
 	_, page := b.get(t, e.url+"/?crisis=oekraine&exercise=oef-utrecht")
 	// The live picture watches the exercise's picture, not the actual one.
-	if !strings.Contains(page, `data-live="/beeld/live?crisis=oekraine&amp;exercise=oef-utrecht"`) {
+	if !strings.Contains(page, `data-live="/beeld/live?crisis=oekraine&amp;exercise=oef-utrecht&amp;partners=`) {
 		t.Errorf("the exercise's picture streams changes of another mode:\n%s", page)
 	}
 	link := regexp.MustCompile(`href="(/record\?[^"]*id=oef-eigen[^"]*)"`).FindStringSubmatch(page)

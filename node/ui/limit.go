@@ -79,6 +79,7 @@ type peerAnswer struct {
 	at      time.Time
 	partial bool
 	peers   []*pb.PeerStatus
+	gen     uint64 // the node's change to its partners' subscriptions before they were asked (Config.PartnersChanged)
 }
 
 func newLimits() *limits {
@@ -148,7 +149,7 @@ func (l *limits) answer(person string, k pictureKey) (*peerAnswer, bool) {
 }
 
 // remember keeps the partners' answer on the person's picture k.
-func (l *limits) remember(person string, k pictureKey, pic *pb.PictureResponse) {
+func (l *limits) remember(person string, k pictureKey, pic *pb.PictureResponse, gen uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -162,7 +163,7 @@ func (l *limits) remember(person string, k pictureKey, pic *pb.PictureResponse) 
 		}
 		delete(p.answers, *oldest)
 	}
-	p.answers[k] = &peerAnswer{at: now, partial: pic.Partial, peers: pic.Peers}
+	p.answers[k] = &peerAnswer{at: now, partial: pic.Partial, peers: pic.Peers, gen: gen}
 }
 
 // askPartners takes one page that asks the partners from the person's limit; over it, it
@@ -188,10 +189,11 @@ func (s *Server) tooFast(w http.ResponseWriter, r *request, wait time.Duration) 
 }
 
 // pictureOf is the picture of crisis for the picture page, with whether each partner answers
-// now; false when it answered the request itself (a refusal, or a failed call). A picture the
-// person opened before is never refused: it may show what the partners answered the last time
-// (see pictureReserve and liveAsk).
-func (s *Server) pictureOf(w http.ResponseWriter, r *request, crisis string) (*pb.PictureResponse, bool) {
+// now, and partners, the generation of the node's subscriptions to them that answer stands for
+// (see partnerWatch); false when it answered the request itself (a refusal, or a failed call). A
+// picture the person opened before is never refused: it may show what the partners answered
+// the last time (see pictureReserve and liveAsk).
+func (s *Server) pictureOf(w http.ResponseWriter, r *request, crisis string) (pic *pb.PictureResponse, partners uint64, ok bool) {
 	person, k := r.Session.Person.String(), pictureKey{crisis, r.exercise()}
 	req := &pb.PictureRequest{Crisis: crisis, Mode: r.mode()}
 	last, fresh := s.limits.answer(person, k)
@@ -206,19 +208,31 @@ func (s *Server) pictureOf(w http.ResponseWriter, r *request, crisis string) (*p
 			last = nil // the partners are asked
 		case last == nil:
 			s.tooFast(w, r, wait)
-			return nil, false
+			return nil, 0, false
 		}
 	}
 	req.SkipPeerCheck = last != nil
+	// Taken before the partners are asked: a change while they are is told again, not lost.
+	partners = s.partnersGen()
 	pic, err := pb.NewSearchServiceClient(s.c.Conn).Picture(r.ctx(), req)
 	if err != nil {
 		s.failCall(w, r, err)
-		return nil, false
+		return nil, 0, false
 	}
 	if last != nil {
-		pic.Partial, pic.Peers = last.partial, last.peers
+		pic.Partial, pic.Peers, partners = last.partial, last.peers, last.gen
 	} else {
-		s.limits.remember(person, k, pic)
+		s.limits.remember(person, k, pic, partners)
 	}
-	return pic, true
+	return pic, partners, true
+}
+
+// partnersGen is the generation of the node's subscriptions to its partners
+// (Config.PartnersChanged); 0 without it.
+func (s *Server) partnersGen() uint64 {
+	if s.c.PartnersChanged == nil {
+		return 0
+	}
+	_, gen := s.c.PartnersChanged()
+	return gen
 }

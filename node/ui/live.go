@@ -212,6 +212,9 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 	if last == "" {
 		last = r.URL.Query().Get("sinds")
 	}
+	// Before the stream answers: a partner that comes or goes once the page sees the stream open
+	// is told, and one since the page was made, which it names (?partners), at once.
+	partners := s.watchPartners(k, r.URL.Query().Get("partners"))
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -235,7 +238,6 @@ func (s *Server) live(w http.ResponseWriter, r *request) {
 	end := time.NewTimer(s.streams.lifetime)
 	defer end.Stop()
 	var sent time.Time
-	partners := s.watchPartners(k)
 	for {
 		changed := s.c.Changed()
 		if wait := liveInterval - time.Since(sent); wait > 0 && !sent.IsZero() {
@@ -340,17 +342,24 @@ type partnerWatch struct {
 	told    time.Time        // when the stream last told one
 }
 
-func (s *Server) watchPartners(k liveKey) *partnerWatch {
+// watchPartners follows the partners for a stream whose page showed them as of generation shown
+// (Config.PartnersChanged; "" when the page does not say): a change since is heard at once.
+func (s *Server) watchPartners(k liveKey, shown string) *partnerWatch {
 	w := &partnerWatch{s: s, k: k}
-	if s.c.PartnersChanged != nil {
-		w.changed = s.c.PartnersChanged()
+	if s.c.PartnersChanged == nil {
+		return w
+	}
+	var gen uint64
+	w.changed, gen = s.c.PartnersChanged()
+	if g, err := strconv.ParseUint(shown, 10, 64); err == nil && g != gen {
+		w.heard()
 	}
 	return w
 }
 
 // heard notes a change, and has the recheck come at once, or liveRecheck after the last.
 func (w *partnerWatch) heard() {
-	w.changed = w.s.c.PartnersChanged()
+	w.changed, _ = w.s.c.PartnersChanged()
 	w.at = w.s.limits.now()
 	if w.due == nil {
 		w.due = time.After(max(0, w.s.streams.recheck-time.Since(w.told)))

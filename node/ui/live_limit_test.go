@@ -59,14 +59,22 @@ func (c *countingConn) NewStream(context.Context, *grpc.StreamDesc, string, ...g
 
 // commits stands for the node's commits (Config.Changed).
 type commits struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu  sync.Mutex
+	ch  chan struct{}
+	gen uint64 // how many commits were made
 }
 
 func (c *commits) changed() <-chan struct{} {
+	ch, _ := c.generation()
+	return ch
+}
+
+// generation is the channel of the next commit and how many came before, as
+// Config.PartnersChanged gives them.
+func (c *commits) generation() (<-chan struct{}, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.ch
+	return c.ch, c.gen
 }
 
 func (c *commits) commit() {
@@ -74,6 +82,7 @@ func (c *commits) commit() {
 	defer c.mu.Unlock()
 	close(c.ch)
 	c.ch = make(chan struct{})
+	c.gen++
 }
 
 // limitServer is a web interface on conn whose people are readers, with its log in logs.
@@ -115,8 +124,14 @@ type stream struct {
 // refused comes back with its response and no events.
 func openStream(t *testing.T, base string, cookie *http.Cookie) *stream {
 	t.Helper()
+	return openStreamAt(t, base+"/beeld/live?crisis=oekraine", cookie)
+}
+
+// openStreamAt is openStream of the stream at u.
+func openStreamAt(t *testing.T, u string, cookie *http.Cookie) *stream {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/beeld/live?crisis=oekraine", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
 	req.AddCookie(cookie)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,9 +1,11 @@
 package ui
 
 import (
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +18,7 @@ func TestLivePartnersCoalesced(t *testing.T) {
 	conn := &countingConn{}
 	s, _ := limitServer(t, conn, io.Discard)
 	partners := &commits{ch: make(chan struct{})}
-	s.c.PartnersChanged = partners.changed
+	s.c.PartnersChanged = partners.generation
 	const recheck = 400 * time.Millisecond
 	s.streams.recheck = recheck
 	srv := httptest.NewServer(s)
@@ -89,4 +91,58 @@ func TestLivePartnersCoalesced(t *testing.T) {
 // personOf is the person of the session of cookie.
 func personOf(s *Server, cookie *http.Cookie) string {
 	return s.sessions.get(cookie.Value).Person.String()
+}
+
+// TestLivePartnersChangedBeforeTheStream: a partner that comes or goes after the page was made and
+// before its stream opens is told at once (the page names the generation of the node's
+// subscriptions its partners' answer stands for, ?partners), and a stream opened on a page that
+// is current tells nothing. Before, a change in between went untold until the page's next minute:
+// a CI run saw a stream that opened a few milliseconds before a partner stopped miss it.
+func TestLivePartnersChangedBeforeTheStream(t *testing.T) {
+	s, _ := limitServer(t, &countingConn{}, io.Discard)
+	partners := &commits{ch: make(chan struct{})}
+	s.c.PartnersChanged = partners.generation
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	anna := signIn(s, "anna")
+	page := func() (live, digest string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", srv.URL+"/?crisis=oekraine", nil)
+		req.AddCookie(anna)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		value := func(name string) string {
+			_, v, ok := strings.Cut(string(b), name+`="`)
+			if !ok {
+				t.Fatalf("the picture has no %s:\n%s", name, b)
+			}
+			v, _, _ = strings.Cut(v, `"`)
+			return html.UnescapeString(v)
+		}
+		return value("data-live"), value("data-digest")
+	}
+	live, digest := page()
+	if !strings.HasSuffix(live, "&partners=0") {
+		t.Fatalf("the page's stream is %q: want it to name the partners' generation, 0", live)
+	}
+	partners.commit() // a partner went, after the page was made
+	st := openStreamAt(t, srv.URL+live+"&sinds="+digest, anna)
+	if e := st.next(t); e != "beeld" {
+		t.Fatalf("a partner went between the page and its stream: event %q, want beeld", e)
+	}
+	// A page made after it names it, and its stream has nothing to tell.
+	live, digest = page()
+	if !strings.HasSuffix(live, "&partners=1") {
+		t.Fatalf("the page's stream is %q: want it to name generation 1", live)
+	}
+	current := openStreamAt(t, srv.URL+live+"&sinds="+digest, anna)
+	select {
+	case e := <-current.events:
+		t.Fatalf("a stream of a current page: event %q, want none", e)
+	case <-time.After(300 * time.Millisecond):
+	}
 }

@@ -23,6 +23,16 @@ func TestLivePictureWhenAPartnerGoesAndComes(t *testing.T) {
 	b := newBrowser(t)
 	e.op.signInAs("officer-a")
 	picture := e.url + "/?crisis=oekraine"
+	// vr-utrecht's subscriptions to its partners are open before the page is made: lcvs's break
+	// is what the stream tells (one that never opened does not break; on a loaded machine it may
+	// still be connecting here), and one that opened after the page the stream would tell at
+	// once, before lcvs stops.
+	for _, partner := range []string{"lcvs", "ncc"} {
+		fedtest.Eventually(t, 20*time.Second, "vr-utrecht's subscription to "+partner+" open", func() (bool, string) {
+			p := e.utrecht.Peer(t, partner)
+			return p.Subscription == "open", p.Subscription + " " + p.SubscriptionError
+		})
+	}
 	_, page := b.get(t, picture)
 	if !strings.Contains(partnerRow(page, "lcvs"), "geantwoord") {
 		t.Fatalf("before lcvs stops: want it answered:\n%s", partnerRow(page, "lcvs"))
@@ -43,12 +53,6 @@ func TestLivePictureWhenAPartnerGoesAndComes(t *testing.T) {
 		}
 		return string(body)
 	}
-	// vr-utrecht's subscription to lcvs is open: its break is what the stream tells (one that
-	// never opened does not break; on a loaded machine it may still be connecting here).
-	fedtest.Eventually(t, 20*time.Second, "vr-utrecht's subscription to lcvs open", func() (bool, string) {
-		p := e.utrecht.Peer(t, "lcvs")
-		return p.Subscription == "open", p.Subscription + " " + p.SubscriptionError
-	})
 	// The stream, opened from what the page shows: it sends nothing until that changes.
 	digest := attr(t, page, "data-digest")
 	events := liveEvents(t, b, e.url+html.UnescapeString(attr(t, page, "data-live"))+"&sinds="+digest)

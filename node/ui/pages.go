@@ -411,7 +411,7 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	}
 	// The picture says which partners answered just now, and since when one that did not is
 	// served from the cache.
-	pic, ok := s.pictureOf(w, r, v.Crisis)
+	pic, partners, ok := s.pictureOf(w, r, v.Crisis)
 	if !ok {
 		return
 	}
@@ -421,6 +421,10 @@ func (s *Server) picture(w http.ResponseWriter, r *request) {
 	v.CSV = "/beeld/csv?" + q.Encode()
 	if s.c.Changed != nil {
 		v.Live, v.Digest, v.Refresh = "/beeld/live?"+q.Encode(), pictureDigest(pic), pictureRefresh
+		if s.c.PartnersChanged != nil {
+			// What the page shows of the partners: its stream tells of a change since at once.
+			v.Live += "&partners=" + strconv.FormatUint(partners, 10)
+		}
 	}
 	v.Partial, v.NoLeader = pic.Partial, pic.NoLeader
 	newest := map[string]int64{}

@@ -71,8 +71,10 @@ type Config struct {
 	// PartnersChanged returns a channel that is closed when the node's subscription to a partner
 	// next breaks or opens again (peerclient.Manager.Changed): the open pictures are then fetched
 	// again, and that fetch asks the partners whether they answer, so that a partner that went
-	// away or came back shows so at once rather than at the next minute. Nil: it shows at the next minute.
-	PartnersChanged func() <-chan struct{}
+	// away or came back shows so at once rather than at the next minute. gen counts the changes
+	// before it: a page names the one it showed, and its stream tells at once of a change since
+	// (one between the page and its stream would go untold). Nil: it shows at the next minute.
+	PartnersChanged func() (changed <-chan struct{}, gen uint64)
 }
 
 // Server is the web interface: an http.Handler.
