@@ -446,7 +446,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	exerciseSvc := exercises.New(exerciseCfg)
 	searchSvc := search.New(search.Config{Store: n.store, DB: n.db, Sharing: n.sharing, Name: cfg.Name, Peers: runningPeers, Manager: n.peers, Kinds: kinds, Purpose: cfg.Federation.Purpose, Tracer: n.tracing.Tracer(), Logger: n.log, PictureBytes: opts.PictureBytes,
 		CallerRate: opts.SearchCallerRate, NodeRate: opts.SearchNodeRate})
-	auditSvc.Settle = searchSvc.Settle
+	auditSvc.Settle = n.store.Settle
 	var svid identity.Source
 	if n.ident != nil {
 		svid = n.ident.source

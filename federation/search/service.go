@@ -127,13 +127,8 @@ type Config struct {
 // Service implements knooppunt.v1.SearchService.
 type Service struct {
 	pb.UnsafeSearchServiceServer
-	c Config
-	// audits are the searches' audit entries proposed to Raft and not yet committed, by ticket.
-	auditMu  sync.Mutex
-	auditCnd *sync.Cond
-	ticket   uint64
-	audits   map[uint64]bool
-	limits   *limits
+	c      Config
+	limits *limits
 }
 
 var _ pb.SearchServiceServer = (*Service)(nil)
@@ -143,8 +138,7 @@ func New(c Config) *Service {
 	if c.Tracer == nil {
 		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	s := &Service{c: c, audits: map[uint64]bool{}, limits: newLimits(c.CallerRate, c.CallerBurst, c.NodeRate, c.NodeBurst, c.Logger)}
-	s.auditCnd = sync.NewCond(&s.auditMu)
+	s := &Service{c: c, limits: newLimits(c.CallerRate, c.CallerBurst, c.NodeRate, c.NodeBurst, c.Logger)}
 	return s
 }
 
@@ -712,7 +706,7 @@ func (s *Service) cacheAge(ctx context.Context, p config.Peer, m *pb.Mode) (age 
 // audit records who searched for what and what each peer answered. The entry enters the Raft
 // log before the answer goes out, and is committed (an fsync) while the answer travels: the
 // search does not wait for it. A failure to record is logged, as it was when the search waited;
-// Settle waits for the entries of the searches answered so far.
+// the store's Settle waits for the entries of the searches answered so far.
 func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, purpose string, resp *pb.SearchResponse) {
 	caller, _ := api.CallerFrom(ctx)
 	peers := map[string]string{}
@@ -725,49 +719,14 @@ func (s *Service) audit(ctx context.Context, req *pb.SearchRequest, purpose stri
 	}
 	detail, _ := json.Marshal(d)
 	entry := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: db.AuditSearch, Subject: req.GetFilter().GetCrisis(), Detail: string(detail)}
-	s.auditMu.Lock()
-	s.ticket++
-	t := s.ticket
-	s.audits[t] = true
-	s.auditMu.Unlock()
+	done := s.c.Store.Background()
 	wait := s.c.Store.ApplyAsync(context.WithoutCancel(ctx), &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{entry}}}})
 	go func() {
+		defer done()
 		if _, err := wait(); err != nil {
 			s.c.Logger.Warn("could not audit a search", "err", err)
 		}
-		s.auditMu.Lock()
-		delete(s.audits, t)
-		s.auditCnd.Broadcast()
-		s.auditMu.Unlock()
 	}()
-}
-
-// Settle waits until the audit entries of every search answered before it are committed or have
-// failed, or ctx ends: a reader of the audit log then sees the searches that were answered.
-func (s *Service) Settle(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		s.auditMu.Lock()
-		s.auditCnd.Broadcast()
-		s.auditMu.Unlock()
-	})
-	defer stop()
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
-	upTo := s.ticket
-	for ctx.Err() == nil {
-		pending := false
-		for t := range s.audits {
-			if t <= upTo {
-				pending = true
-				break
-			}
-		}
-		if !pending {
-			return nil
-		}
-		s.auditCnd.Wait()
-	}
-	return ctx.Err()
 }
 
 // foreignPage is how many cached records Picture reads at a time.

@@ -161,6 +161,8 @@ type Store struct {
 	leaderLost atomic.Int64
 	// lv is what this replica, as leader, knows of the others' apply levels (see levels.go).
 	lv levels
+	// bg counts the commands committed in the background (see Background).
+	bg background
 }
 
 type pending struct {
@@ -309,7 +311,9 @@ func Open(cfg Config) (*Store, error) {
 		queue:     make(chan *pending, 4096),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		bg:        background{open: map[uint64]bool{}},
 	}
+	s.bg.cnd = sync.NewCond(&s.bg.mu)
 	if lateBootstrap != nil {
 		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
 	}

@@ -32,8 +32,9 @@ type Service struct {
 	// Witnesses, when set, asks the peers for the heads of the chain they keep and checks
 	// them (witness.Witnesses.Check). Nil on a node with no federation.
 	Witnesses func(ctx context.Context) ([]*pb.WitnessReport, error)
-	// Settle, when set, waits for audit entries that were proposed but not yet committed
-	// (a search's; see search.Service.Settle), so that a read sees every step answered before it.
+	// Settle, when set, waits for audit entries that were proposed but not yet committed (a
+	// search's, a read's of confidential records; see store.Store.Background), so that a read
+	// sees every step answered before it.
 	Settle func(ctx context.Context) error
 	// Peers, when set, are the running peers (the config file's and those accepted through
 	// Raft), whose names List's recipient may give. Nil: the peers accepted through Raft.
