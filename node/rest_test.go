@@ -397,6 +397,12 @@ func TestRESTBadInput(t *testing.T) {
 	big["body"] = base64.StdEncoding.EncodeToString([]byte(`{"notes":"` + strings.Repeat("x", 2<<20) + `"}`))
 	n.call(t, editor, "POST", "/v1/records", "", big).want(t, "a body over the limit", 413, "record.body", "over the limit")
 	n.call(t, editor, "GET", "/v1/records/bad-1", "", nil).want(t, "nothing stored", 404)
+	// An escaped slash in a path parameter is part of it, refused by the field's check, not a
+	// route the node lacks (review AF, AF10); an escaped colon is part of the id, not a verb.
+	n.call(t, editor, "GET", "/v1/records/a%2Fb", "", nil).want(t, "an escaped slash in an id", 400, `path: \"/v1/records/a%2Fb\" holds an escaped slash (%2F)`)
+	n.call(t, editor, "POST", "/v1/records", "", restRecord("doc:1")).want(t, "an id with a colon", 200)
+	n.call(t, editor, "GET", "/v1/records/doc%3A1", "", nil).want(t, "an escaped colon in an id", 200, `"id":"doc:1"`)
+	n.call(t, editor, "GET", "/v1/records/doc:1", "", nil).want(t, "a colon in an id", 200, `"id":"doc:1"`)
 	n.call(t, editor, "GET", "/v1/records?page_size=x", "", nil).want(t, "bad query parameter", 400, `page_size: \"x\" is not a whole number`)
 	// The node's words, not the libraries' (review AF, AF7): strconv's, protojson's prefix, Go's
 	// message type names.

@@ -40,6 +40,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -205,6 +206,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		_, m := runtime.MarshalerForRequest(s.mux, r)
 		runtime.HTTPError(r.Context(), s.mux, m, w, r, status.Error(codes.Unauthenticated, err.Error()))
+		return
+	}
+	// No id, name or crisis holds a slash: one escaped in the path (a%2Fb) is refused as such,
+	// not answered as a route the node does not have (404 reads as "no such record"; review AF,
+	// AF10).
+	if strings.Contains(strings.ToUpper(r.URL.RawPath), "%2F") {
+		_, m := runtime.MarshalerForRequest(s.mux, r)
+		runtime.HTTPError(r.Context(), s.mux, m, w, r, api.Invalid("path", "%s holds an escaped slash (%%2F), which no id, name or crisis has", policy.Quote(r.URL.RawPath)))
 		return
 	}
 	// The token has served: grpc-gateway would pass it on to the services as metadata, whatever
