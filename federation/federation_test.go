@@ -1368,6 +1368,11 @@ func TestFilterOutOfRangeIsRefused(t *testing.T) {
 		{"65 kinds", &pb.Filter{Kinds: manyIDs(65)}, "filter.kinds: 65 kinds is over the limit of 64"},
 		{"not a region", &pb.Filter{Region: "VR99"}, `filter.region: "VR99" is not a region: use a safety-region code VR01 to VR25, or NL for the records about the country as a whole; leave it out for every region`},
 		{"not a crisis name", &pb.Filter{Crisis: "Oekraïne"}, `filter.crisis: "Oekraïne" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -`},
+		// What is wrong, and what to give (review AF, AF9: "not a valid value").
+		{"a crisis of invalid UTF-8", &pb.Filter{Crisis: "oek\xffraine"}, `filter.crisis: "oek\xffraine" is not a crisis name: use 1 to 64 of a-z 0-9 . _ -`},
+		{"a region of 200 bytes", &pb.Filter{Region: strings.Repeat("V", 200)}, `filter.region: "VVVV`},
+		{"a kind of invalid UTF-8", &pb.Filter{Kinds: []string{"sitrep", "\xff"}}, `filter.kinds[1]: not valid UTF-8: give a kind's name, such as shelter.capacity`},
+		{"a kind of 200 bytes", &pb.Filter{Kinds: []string{strings.Repeat("k", 200)}}, `filter.kinds[0]: 200 bytes is over a kind name's limit of 128`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			check := func(what string, err error) {

@@ -466,19 +466,19 @@ func CheckFilter(f *pb.Filter) error {
 		return api.Invalid("filter.ids", "%d ids is over the limit of %d", len(f.Ids), MaxIDs)
 	}
 	for i, k := range f.Kinds {
-		if !utf8.ValidString(k) || len(k) > 128 {
-			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "not a kind name")
+		switch {
+		case !utf8.ValidString(k):
+			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "not valid UTF-8: give a kind's name, such as shelter.capacity")
+		case len(k) > 128:
+			return api.Invalid(fmt.Sprintf("filter.kinds[%d]", i), "%d bytes is over a kind name's limit of 128", len(k))
 		}
 	}
 	// Each kind is listed on its own: a kind named twice would send its records twice.
 	if err := api.Repeated("filter.kinds", f.Kinds, "kind"); err != nil {
 		return err
 	}
-	for name, v := range map[string]string{"filter.crisis": f.Crisis, "filter.region": f.Region} {
-		if !utf8.ValidString(v) || len(v) > 128 {
-			return api.Invalid(name, "not a valid value")
-		}
-	}
+	// A crisis or region that is not one is refused by its check, which says what to give (review
+	// AF, AF9: "not a valid value" said neither).
 	if f.Crisis != "" {
 		// A name no record can have (Oekraïne, as people write it) would find nothing anywhere.
 		if err := record.CheckCrisis("filter.crisis", f.Crisis); err != nil {
