@@ -79,7 +79,7 @@ type peerAnswer struct {
 	at      time.Time
 	partial bool
 	peers   []*pb.PeerStatus
-	gen     uint64 // the node's change to its partners' subscriptions before they were asked (Config.PartnersChanged)
+	gen     uint64 // the generation of the node's subscriptions to the partners when they were asked (Config.PartnersChanged)
 }
 
 func newLimits() *limits {
