@@ -856,10 +856,13 @@ func TestClusterTwoWipedReplicasRejoinTheSurvivor(t *testing.T) {
 		}
 	}
 	c.StartAll(t)
-	c.Converged(t, 30*time.Second, c.Replicas...)
+	// The first leader: once the wiped replicas have caught up, the lead may move to one of them
+	// (a CI run saw the survivor step down under load, its followers busy taking in its log, and
+	// a caught-up one win the next election), which is no loss.
 	if l := c.Leader(t, 10*time.Second, c.Replicas...); l != survivor {
-		t.Errorf("%s leads, want %s, the only replica that kept the log", l.ID, survivor.ID)
+		t.Errorf("%s leads first, want %s, the only replica that kept the log", l.ID, survivor.ID)
 	}
+	c.Converged(t, 30*time.Second, c.Replicas...)
 	for _, r := range c.Replicas {
 		clustertest.VerifyAcked(t, r, acked)
 	}
