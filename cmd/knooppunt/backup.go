@@ -44,7 +44,9 @@ SHA-256 as sha256sum writes it (sha256sum -c FILE.sha256 checks it), which resto
 which the node's audit log holds too (knooppunt audit list --action backup). Once both are kept,
 the replica is told so, and only then does it count the backup as taken (knooppunt status, and
 the metric knooppunt_backup_last_success_timestamp_seconds). Prints the file, its size, the last
-log entry it holds and its SHA-256. For admins and the local socket.`,
+log entry it holds and its SHA-256. A backup of a node of a newer release than this knooppunt is
+kept whole with a warning (this knooppunt cannot check what it holds): upgrade the knooppunt that
+takes backups with the nodes. For admins and the local socket.`,
 		Example: `  knooppunt backup /var/backups/knooppunt/$(date +%F).db
   knooppunt backup --node unix:///var/lib/knooppunt/knooppunt.sock nightly.db -o json`,
 		Args: cobra.ExactArgs(1),
@@ -72,10 +74,16 @@ log entry it holds and its SHA-256. For admins and the local socket.`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: warning: the replica was not current with its group when the copy began: %s. %s holds what this replica applied, up to log entry %d, which may be older than the group's: for the group's latest, take the backup from its leader (knooppunt cluster status)\n",
 					saved.behind, out, saved.applied)
 			}
+			if saved.newer != 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: warning: %s\n", saved.newerNote(out))
+			}
 			if f.output == "json" {
 				doc := map[string]any{"file": out, "bytes": saved.size, "applied_index": saved.applied, "sha256": saved.sha256}
 				if saved.behind != "" {
 					doc["behind"] = saved.behind // why the replica was not current; left out when it was
+				}
+				if saved.newer != 0 {
+					doc["unchecked"] = saved.newerNote(out) // left out when this knooppunt checked it whole
 				}
 				return printJSON(cmd.OutOrStdout(), doc)
 			}
@@ -138,8 +146,15 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	if bar == nil || got != size {
 		return savedBackup{}, fmt.Errorf("the node sent %d of %d bytes: the backup is incomplete; nothing was written to %s", got, size, out)
 	}
-	if got, _, err := db.CheckBackup(cmd.Context(), tmp.Name()); err != nil || got != applied {
-		return savedBackup{}, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, got, applied, out)
+	holds, _, err := db.CheckBackup(cmd.Context(), tmp.Name())
+	var newer *db.NewerSchemaError
+	switch {
+	case errors.As(err, &newer):
+		// Whole, every page checked, but of a newer release than this knooppunt, which cannot
+		// read what it holds: kept all the same. A knooppunt that takes backups and is not
+		// upgraded with the nodes would otherwise keep none from then on (review AH, AH1).
+	case err != nil || holds != applied:
+		return savedBackup{}, fmt.Errorf("the backup does not check (%v, log entry %d, want %d); nothing was written to %s", err, holds, applied, out)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	// Written whole before the backup is renamed, and renamed right after it: a failure before
@@ -172,7 +187,11 @@ func saveBackup(cmd *cobra.Command, conn *grpc.ClientConn, out string, show bool
 	default:
 		fmt.Fprintf(cmd.ErrOrStderr(), "knooppunt: %s is whole and checked, but the replica was not told that it is kept, so its status and metric do not count it: %v\n", out, err)
 	}
-	return savedBackup{applied: applied, size: size, behind: behind, sha256: sum}, nil
+	saved := savedBackup{applied: applied, size: size, behind: behind, sha256: sum}
+	if newer != nil {
+		saved.newer = newer.Schema
+	}
+	return saved, nil
 }
 
 // savedBackup is a backup kept: the last log entry it holds, its size, why the replica was not
@@ -182,6 +201,15 @@ type savedBackup struct {
 	size    int64
 	behind  string
 	sha256  string
+	// newer is the schema version of a backup of a newer release than this knooppunt: whole,
+	// but what it holds is not checked; 0 otherwise.
+	newer int
+}
+
+// newerNote is the warning of a backup of a newer release than this knooppunt (savedBackup.newer).
+func (s savedBackup) newerNote(out string) string {
+	return fmt.Sprintf("the node runs a newer release than this knooppunt (its database schema %d, this knooppunt's %d): %s is whole, but this knooppunt cannot check what it holds. Upgrade the knooppunt that takes backups to the node's release; restore this backup with that release",
+		s.newer, db.SchemaVersion, out)
 }
 
 func newRestoreCmd() *cobra.Command {

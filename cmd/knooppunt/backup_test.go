@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -776,5 +777,87 @@ func TestBackupOfAnEarlierRelease(t *testing.T) {
 				t.Errorf("the backup kept: log entry %d, %v; want 1", got, err)
 			}
 		})
+	}
+}
+
+// laterRelease serves a ClusterService as a node of a newer release does: Backup streams file
+// whole, as of log entry 1, and BackupKept takes the SHA-256 the client kept.
+type laterRelease struct {
+	pb.UnimplementedClusterServiceServer
+	file []byte
+	kept chan string
+}
+
+func (l laterRelease) Backup(_ *pb.BackupRequest, stream pb.ClusterService_BackupServer) error {
+	return stream.Send(&pb.BackupChunk{Data: l.file, Size: int64(len(l.file)), AppliedIndex: 1})
+}
+
+func (l laterRelease) BackupKept(_ context.Context, req *pb.BackupKeptRequest) (*pb.BackupKeptResponse, error) {
+	l.kept <- req.Sha256
+	return &pb.BackupKeptResponse{}, nil
+}
+
+// TestBackupOfALaterRelease: a knooppunt that takes backups and is older than the node (its
+// database of a schema this knooppunt does not know) keeps the backup, whole, tells the node,
+// and warns to upgrade it, also in -o json. It wrote nothing and failed, while the node audited a
+// backup, so that nightly backups stopped at the first upgrade that changed the schema (review
+// AH, AH1).
+func TestBackupOfALaterRelease(t *testing.T) {
+	dir := shortDir(t)
+	path := filepath.Join(dir, "node.db")
+	d := oneRecordDB(t, path)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec(fmt.Sprintf("PRAGMA user_version = %d", db.SchemaVersion+1)); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("unix", filepath.Join(shortDir(t), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	kept := make(chan string, 2)
+	pb.RegisterClusterServiceServer(srv, laterRelease{file: file, kept: kept})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	out := filepath.Join(t.TempDir(), "b.db")
+	r := cli(t, nil, "", "backup", out, "--node", "unix://"+lis.Addr().String(), "-q", "-o", "json").want(t, 0)
+	want := fmt.Sprintf("the node runs a newer release than this knooppunt (its database schema %d, this knooppunt's %d): %s is whole, but this knooppunt cannot check what it holds. Upgrade the knooppunt that takes backups to the node's release; restore this backup with that release",
+		db.SchemaVersion+1, db.SchemaVersion, out)
+	if r.stderr != "knooppunt: warning: "+want+"\n" {
+		t.Errorf("stderr %q\nwant the warning %q", r.stderr, want)
+	}
+	var doc struct {
+		SHA256    string `json:"sha256"`
+		Unchecked string `json:"unchecked"`
+	}
+	r.oneJSON(t, &doc)
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, file) {
+		t.Fatalf("the backup kept: %d bytes, %v; want the %d bytes the node sent", len(got), err, len(file))
+	}
+	sum := fmt.Sprintf("%x", sha256.Sum256(file))
+	if doc.SHA256 != sum || doc.Unchecked != want {
+		t.Errorf("-o json: sha256 %q, unchecked %q; want %s and the warning", doc.SHA256, doc.Unchecked, sum)
+	}
+	if side, err := os.ReadFile(out + ".sha256"); err != nil || !strings.HasPrefix(string(side), sum) {
+		t.Errorf("%s.sha256: %q, %v; want %s", out, side, err, sum)
+	}
+	select {
+	case got := <-kept:
+		if got != sum {
+			t.Errorf("the node was told %s is kept, want %s", got, sum)
+		}
+	default:
+		t.Error("the node was not told that the backup is kept")
 	}
 }

@@ -513,7 +513,7 @@ func checkSchema(path string) (applied uint64, err error) {
 		return 0, err
 	}
 	if v > len(migrations) {
-		return 0, fmt.Errorf("schema version %d, want 1 to %d: it comes from a newer release; restore it with that release, or restore a backup this release made", v, len(migrations))
+		return 0, &NewerSchemaError{Schema: v}
 	}
 	if v < 1 {
 		return 0, fmt.Errorf("schema version %d, want 1 to %d", v, len(migrations))
@@ -524,10 +524,19 @@ func checkSchema(path string) (applied uint64, err error) {
 	return applied, nil
 }
 
+// NewerSchemaError is the error of a database file from a newer release than this build: its
+// schema version is past SchemaVersion.
+type NewerSchemaError struct{ Schema int }
+
+func (e *NewerSchemaError) Error() string {
+	return fmt.Sprintf("schema version %d, want 1 to %d: it comes from a newer release; restore it with that release, or restore a backup this release made", e.Schema, SchemaVersion)
+}
+
 // CheckBackup checks that the file at path is a whole knooppunt database this build can open
 // (integrity_check, and its schema), and returns the index of the last Raft log entry it holds
 // and the org whose records it holds ("" when it holds none). The check reads every page; it
-// stops with ctx's cause when ctx ends.
+// stops with ctx's cause when ctx ends. A whole file of a newer release fails with a
+// *NewerSchemaError, after its pages were checked.
 func CheckBackup(ctx context.Context, path string) (applied uint64, origin string, err error) {
 	if err := integrityCheck(ctx, path); err != nil {
 		return 0, "", err
