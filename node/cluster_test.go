@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -399,6 +400,54 @@ func wipeAndRejoin(t *testing.T, c *clustertest.Cluster, bootstrap bool) bool {
 		t.Fatalf("bootstrap %v: %s lacks the write made while it was wiped: %v", bootstrap, f.ID, err)
 	}
 	return true
+}
+
+// TestClusterReplicaThatCannotRestoreASnapshotIsNotServing: a follower that fails to restore the
+// snapshot its leader sends (here, the file it stages the snapshot in cannot be made; a snapshot
+// of a newer release's database is refused the same way) knows the leader, and takes in nothing
+// more: its health is NOT_SERVING and its status says why, and both clear once a restore
+// succeeds (review AH, AH2: such a replica said SERVING and served 4 of its group's 155 records).
+func TestClusterReplicaThatCannotRestoreASnapshotIsNotServing(t *testing.T) {
+	// The node's default election timeout: this test is not about elections.
+	c := clustertest.Start(t, clustertest.Options{TrailingLogs: 16, ElectionTimeout: -1})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	f := others(c, leader)[0]
+	f.Stop(t)
+	blocker := filepath.Join(f.DataDir(), "knooppunt.db.restore")
+	if err := os.MkdirAll(filepath.Join(blocker, "in-the-way"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		leader.Put(t, clustertest.Shelter(fmt.Sprintf("while-%d", i), int64(i)))
+	}
+	if err := leader.Node.Store().Snapshot(); err != nil {
+		t.Fatalf("snapshot on %s: %v", leader.ID, err)
+	}
+	f.Start(t)
+	health := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("%s health is %s", f.ID, want), func() (bool, string) {
+			resp, err := healthpb.NewHealthClient(f.Local(t)).Check(clustertest.Call(t), &healthpb.HealthCheckRequest{})
+			return err == nil && resp.Status == want, fmt.Sprint(resp, err)
+		})
+	}
+	health(healthpb.HealthCheckResponse_NOT_SERVING)
+	st, err := pb.NewStatusServiceClient(f.Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.SnapshotRefused, "db: restore") || st.SnapshotRefusedAt == nil || st.Leader == "" {
+		t.Fatalf("%s's status: snapshot_refused %q at %v, leader %q; want why its restore failed, since when, and its leader", f.ID, st.SnapshotRefused, st.SnapshotRefusedAt, st.Leader)
+	}
+	if err := os.RemoveAll(blocker); err != nil {
+		t.Fatal(err)
+	}
+	health(healthpb.HealthCheckResponse_SERVING)
+	c.Converged(t, 20*time.Second, c.Replicas...)
+	st, err = pb.NewStatusServiceClient(f.Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{})
+	if err != nil || st.SnapshotRefused != "" {
+		t.Fatalf("%s's status once it restored the snapshot: snapshot_refused %q, %v; want none", f.ID, st.GetSnapshotRefused(), err)
+	}
 }
 
 // TestClusterJoinAndRemove adds a fourth replica through the ClusterService of a follower (which

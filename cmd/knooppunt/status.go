@@ -53,6 +53,9 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 					if st.RaftLogError != "" {
 						doc["raft_log_error"], doc["raft_log_error_at"] = st.RaftLogError, optionalTime(st.RaftLogErrorAt)
 					}
+					if st.SnapshotRefused != "" {
+						doc["snapshot_refused"], doc["snapshot_refused_at"] = st.SnapshotRefused, optionalTime(st.SnapshotRefusedAt)
+					}
 					if st.ConfigBroken != "" {
 						doc["config_broken"], doc["config_broken_at"] = st.ConfigBroken, optionalTime(st.ConfigBrokenAt)
 					}
@@ -282,6 +285,10 @@ func raftLine(st *pb.StatusResponse, now time.Time) string {
 	if st.RaftLogError != "" {
 		// Not the group's fault: this replica cannot write its own log (review H, F8).
 		return fmt.Sprintf("%s, leader %s (applied index %d): THE RAFT LOG CANNOT BE WRITTEN since %s: %s: free space on the data directory's disk (or mend it); the replica takes writes again once it can, with no restart", st.RaftState, cmp.Or(st.Leader, "none"), st.AppliedIndex, stamp(st.RaftLogErrorAt.AsTime()), st.RaftLogError)
+	}
+	if st.SnapshotRefused != "" {
+		// It knows the leader, and takes in nothing: what it serves falls behind (review AH, AH2).
+		return fmt.Sprintf("%s, leader %s (applied index %d): THIS REPLICA CANNOT RESTORE ITS LEADER'S SNAPSHOT since %s: %s: it takes in nothing more, and serves what it held before; its health is NOT_SERVING. A snapshot of a newer release: upgrade this replica; else mend what the error names", st.RaftState, cmp.Or(st.Leader, "none"), st.AppliedIndex, stamp(st.SnapshotRefusedAt.AsTime()), st.SnapshotRefused)
 	}
 	if st.Leader == "" {
 		// A replica removed while it was down or cut off does not know it, and says what one

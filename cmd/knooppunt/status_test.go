@@ -119,6 +119,10 @@ func TestRaftLine(t *testing.T) {
 		// A replica that cannot write its log blames its disk, not its group (review H, F8).
 		{&pb.StatusResponse{RaftState: "Follower", AppliedIndex: 561, RaftLogError: "no space left on device", RaftLogErrorAt: timestamppb.New(now.Add(-time.Minute))},
 			[]string{"Follower, leader none (applied index 561): THE RAFT LOG CANNOT BE WRITTEN since ", ": no space left on device: free space"}, "majority"},
+		// A replica that cannot restore its leader's snapshot says so, with its leader (review AH, AH2).
+		{&pb.StatusResponse{RaftState: "Follower", Leader: "r2", AppliedIndex: 9, SnapshotRefused: "db: restore: snapshot is not a knooppunt database: schema version 29, want 1 to 28",
+			SnapshotRefusedAt: timestamppb.New(now.Add(-time.Minute))},
+			[]string{"Follower, leader r2 (applied index 9): THIS REPLICA CANNOT RESTORE ITS LEADER'S SNAPSHOT since ", ": schema version 29, want 1 to 28: it takes in nothing more", "upgrade this replica"}, "(leader r2, applied"},
 	} {
 		got := raftLine(c.st, now)
 		for _, w := range c.want {

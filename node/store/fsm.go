@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -35,6 +36,15 @@ type fsm struct {
 	// transaction (a policy step moves db.Generation then): raft's AppliedIndex moves when an
 	// entry is handed to the FSM, the database's when its transaction commits.
 	settled atomic.Uint64
+	// refused is the last snapshot of the leader that this replica failed to restore, while no
+	// restore succeeded since (see Store.SnapshotRefused); nil otherwise.
+	refused atomic.Pointer[refusal]
+}
+
+// refusal is a failed restore of a snapshot: why, and since when restores fail.
+type refusal struct {
+	err   error
+	since time.Time
 }
 
 type applyResponse struct {
@@ -91,6 +101,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 // other command is applied on its own, in order. Entries other than commands (a configuration
 // change) have no response.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	if f.refused.Load() != nil {
+		// Entries come again (a leader that holds them in its log): the replica moves on.
+		f.refused.Store(nil)
+	}
 	out := make([]any, len(logs))
 	cmds := make([]*pb.Command, len(logs))
 	for i, l := range logs {
@@ -295,8 +309,14 @@ func CopyPath(d *db.DB) (string, error) {
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if err := f.db.Restore(rc); err != nil {
+		since := time.Now()
+		if last := f.refused.Load(); last != nil {
+			since = last.since
+		}
+		f.refused.Store(&refusal{err: err, since: since})
 		return err
 	}
+	f.refused.Store(nil)
 	f.settleAtDB()
 	return nil
 }

@@ -907,6 +907,17 @@ func (s *Store) commitFailure(err error, start time.Time) error {
 // no leader.
 func (s *Store) LogWriteFailure() (time.Time, error) { return s.logs.failure() }
 
+// SnapshotRefused is why this replica failed to restore the last snapshot its leader sent, and
+// since when restores fail, if none succeeded since; the zero time and nil otherwise. Such a
+// replica takes in nothing more, and serves what it held before, falling further behind: a
+// snapshot of a newer release's database (review AH, AH2), a damaged one, or a full disk.
+func (s *Store) SnapshotRefused() (time.Time, error) {
+	if r := s.fsm.refused.Load(); r != nil {
+		return r.since, r.err
+	}
+	return time.Time{}, nil
+}
+
 // commitError is what a proposal's failure means for its caller. raft.ErrNotLeader: the entry
 // never entered the log. raft.ErrLeadershipLost: it did, and the leader was deposed before it
 // committed, so the next leader may still commit it (hashicorp/raft says so of the error): the

@@ -82,6 +82,9 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 	if at, err := s.c.Store.LogWriteFailure(); err != nil {
 		resp.RaftLogError, resp.RaftLogErrorAt = err.Error(), timestamppb.New(at)
 	}
+	if at, err := s.c.Store.SnapshotRefused(); err != nil {
+		resp.SnapshotRefused, resp.SnapshotRefusedAt = err.Error(), timestamppb.New(at)
+	}
 	if servers, err := s.c.Store.Servers(); err == nil {
 		resp.NotMember = !slices.ContainsFunc(servers, func(srv store.Server) bool { return srv.ID == s.c.Replica })
 		for _, srv := range servers {

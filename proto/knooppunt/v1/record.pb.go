@@ -2249,9 +2249,14 @@ type StatusResponse struct {
 	ConfigBrokenAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=config_broken_at,json=configBrokenAt" json:"config_broken_at,omitempty"`
 	// restart_for names the config keys whose change, reloaded, applies only at the next start: the
 	// running node keeps their old values.
-	RestartFor    []string `protobuf:"bytes,25,rep,name=restart_for,json=restartFor" json:"restart_for,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RestartFor []string `protobuf:"bytes,25,rep,name=restart_for,json=restartFor" json:"restart_for,omitempty"`
+	// snapshot_refused is why this replica failed to restore the last snapshot its leader sent,
+	// since snapshot_refused_at, when no restore succeeded since: it takes in nothing more, and
+	// its health is NOT_SERVING. A snapshot of a newer release's database is refused this way.
+	SnapshotRefused   string                 `protobuf:"bytes,26,opt,name=snapshot_refused,json=snapshotRefused" json:"snapshot_refused,omitempty"`
+	SnapshotRefusedAt *timestamppb.Timestamp `protobuf:"bytes,27,opt,name=snapshot_refused_at,json=snapshotRefusedAt" json:"snapshot_refused_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2459,6 +2464,20 @@ func (x *StatusResponse) GetRestartFor() []string {
 	return nil
 }
 
+func (x *StatusResponse) GetSnapshotRefused() string {
+	if x != nil {
+		return x.SnapshotRefused
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetSnapshotRefusedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnapshotRefusedAt
+	}
+	return nil
+}
+
 var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
@@ -2615,7 +2634,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"K\n" +
 	"\x12BackupKeptResponse\x125\n" +
 	"\btaken_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x0f\n" +
-	"\rStatusRequest\"\xdf\a\n" +
+	"\rStatusRequest\"\xd6\b\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2646,7 +2665,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rconfig_broken\x18\x17 \x01(\tR\fconfigBroken\x12D\n" +
 	"\x10config_broken_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x0econfigBrokenAt\x12\x1f\n" +
 	"\vrestart_for\x18\x19 \x03(\tR\n" +
-	"restartFor*h\n" +
+	"restartFor\x12)\n" +
+	"\x10snapshot_refused\x18\x1a \x01(\tR\x0fsnapshotRefused\x12J\n" +
+	"\x13snapshot_refused_at\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\x11snapshotRefusedAt*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +
@@ -2779,43 +2800,44 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	35, // 33: knooppunt.v1.StatusResponse.leader_seen_at:type_name -> google.protobuf.Timestamp
 	35, // 34: knooppunt.v1.StatusResponse.raft_log_error_at:type_name -> google.protobuf.Timestamp
 	35, // 35: knooppunt.v1.StatusResponse.config_broken_at:type_name -> google.protobuf.Timestamp
-	4,  // 36: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 37: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 38: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 39: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 40: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 41: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 42: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 43: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 44: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 45: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	23, // 46: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	26, // 47: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	27, // 48: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	28, // 49: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	30, // 50: knooppunt.v1.ClusterService.BackupKept:input_type -> knooppunt.v1.BackupKeptRequest
-	32, // 51: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 52: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 53: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 54: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 55: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 56: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 57: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 58: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 59: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 60: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 61: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	25, // 62: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 63: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 64: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	29, // 65: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	31, // 66: knooppunt.v1.ClusterService.BackupKept:output_type -> knooppunt.v1.BackupKeptResponse
-	33, // 67: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	52, // [52:68] is the sub-list for method output_type
-	36, // [36:52] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	35, // 36: knooppunt.v1.StatusResponse.snapshot_refused_at:type_name -> google.protobuf.Timestamp
+	4,  // 37: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 38: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 39: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 40: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 41: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 42: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 43: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 44: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 45: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 46: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	23, // 47: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	26, // 48: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	27, // 49: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	28, // 50: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	30, // 51: knooppunt.v1.ClusterService.BackupKept:input_type -> knooppunt.v1.BackupKeptRequest
+	32, // 52: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 53: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 54: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 55: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 56: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 57: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 58: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 59: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 60: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 61: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 62: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	25, // 63: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 64: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 65: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	29, // 66: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	31, // 67: knooppunt.v1.ClusterService.BackupKept:output_type -> knooppunt.v1.BackupKeptResponse
+	33, // 68: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	53, // [53:69] is the sub-list for method output_type
+	37, // [37:53] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
