@@ -251,10 +251,7 @@ func TestClusterIsolatedFollowerForgetsLeader(t *testing.T) {
 	// Its health says so, for load balancers and readiness probes, and comes back with a leader.
 	health := func(want healthpb.HealthCheckResponse_ServingStatus) {
 		t.Helper()
-		clustertest.Eventually(t, 10*time.Second, fmt.Sprintf("%s health is %s", f.ID, want), func() (bool, string) {
-			resp, err := healthpb.NewHealthClient(f.Local(t)).Check(clustertest.Call(t), &healthpb.HealthCheckRequest{})
-			return err == nil && resp.Status == want, fmt.Sprint(resp, err)
-		})
+		wantHealth(t, f, 10*time.Second, want)
 	}
 	health(healthpb.HealthCheckResponse_NOT_SERVING)
 	// It is live all the same: a liveness probe must not kill the survivors of a lost majority.
@@ -269,6 +266,15 @@ func TestClusterIsolatedFollowerForgetsLeader(t *testing.T) {
 	if _, err := f.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: "ok"}); err != nil {
 		t.Fatalf("%s after the cut: %v", f.ID, err)
 	}
+}
+
+// wantHealth waits, up to within, until r's overall health is want.
+func wantHealth(t *testing.T, r *clustertest.Replica, within time.Duration, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	clustertest.Eventually(t, within, fmt.Sprintf("%s health is %s", r.ID, want), func() (bool, string) {
+		resp, err := healthpb.NewHealthClient(r.Local(t)).Check(clustertest.Call(t), &healthpb.HealthCheckRequest{})
+		return err == nil && resp.Status == want, fmt.Sprint(resp, err)
+	})
 }
 
 // stopAll stops every running replica and returns each one's records checksum.
@@ -426,10 +432,7 @@ func TestClusterReplicaThatCannotRestoreASnapshotIsNotServing(t *testing.T) {
 	f.Start(t)
 	health := func(want healthpb.HealthCheckResponse_ServingStatus) {
 		t.Helper()
-		clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("%s health is %s", f.ID, want), func() (bool, string) {
-			resp, err := healthpb.NewHealthClient(f.Local(t)).Check(clustertest.Call(t), &healthpb.HealthCheckRequest{})
-			return err == nil && resp.Status == want, fmt.Sprint(resp, err)
-		})
+		wantHealth(t, f, 20*time.Second, want)
 	}
 	health(healthpb.HealthCheckResponse_NOT_SERVING)
 	st, err := pb.NewStatusServiceClient(f.Local(t)).Status(clustertest.Call(t), &pb.StatusRequest{})
