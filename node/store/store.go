@@ -1130,6 +1130,11 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	if strings.HasPrefix(line, "heartbeat timeout reached, starting election") {
 		level = slog.LevelInfo
 	}
+	if strings.HasSuffix(line, `error="transport shutdown"`) {
+		// This replica's own transport closing as it stops: nothing is wrong, and an ERROR at
+		// every restart would page whoever alerts on them (review AH, AH3).
+		level = slog.LevelDebug
+	}
 	if m := peerFailure.FindStringSubmatch(line); m != nil && level >= slog.LevelWarn {
 		w.throttled(m[1]+" "+m[2], slog.LevelWarn, line)
 		return len(p), nil

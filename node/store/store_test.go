@@ -844,6 +844,8 @@ func TestSlogWriter(t *testing.T) {
 		"[WARN]  raft: failed to contact: server-id=r3 time=100ms\n",
 		"[WARN]  raft: failed to contact: server-id=r3 time=200ms\n",
 		"[ERROR] raft: failed to appendEntries to: peer=\"{Voter r3 127.0.0.1:3}\" error=\"dial tcp: refused\"\n",
+		// The replica's own transport as it stops: no error.
+		"[ERROR] raft-net: failed to decode incoming command: error=\"transport shutdown\"\n",
 	} {
 		w.Write([]byte(line))
 	}
@@ -859,6 +861,7 @@ level=DEBUG msg="failed to heartbeat to: peer=r3 backoff time=40ms error=\"dial 
 level=WARN msg="failed to contact: server-id=r3 time=100ms" component=raft next_in=1m0s
 level=DEBUG msg="failed to contact: server-id=r3 time=200ms" component=raft
 level=WARN msg="failed to appendEntries to: peer=\"{Voter r3 127.0.0.1:3}\" error=\"dial tcp: refused\"" component=raft next_in=1m0s
+level=DEBUG msg="raft-net: failed to decode incoming command: error=\"transport shutdown\"" component=raft
 level=WARN msg="failed to heartbeat to: peer=r3 backoff time=10s error=\"dial tcp: refused\"" component=raft repeated=2 next_in=1m0s
 `
 	if buf.String() != want {
