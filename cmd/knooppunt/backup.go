@@ -391,10 +391,6 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	if applied == 0 {
 		return restored{}, fmt.Errorf("FILE: %s holds nothing a node applied: nothing to restore%s", path, walLeftBehind(path, staged))
 	}
-	if want == "" {
-		fmt.Fprintf(progress, "knooppunt: note: no %s%s lies beside %s, so restore could not check that it is the file that was made. Its SHA-256 is %s: for a backup, compare it with the \"sha256\" that knooppunt audit list --action backup shows on the node that made it\n",
-			path, sumSuffix, path, sum)
-	}
 	// The feed goes on past every seq the lost database gave after the backup, in the copy
 	// itself, so that every replica started from it numbers alike (a restore of a copy that no
 	// node has started on keeps its numbers: one restore, copied to a group's replicas).
@@ -402,10 +398,17 @@ func restoreBackup(ctx context.Context, path, dir string, progress io.Writer, sh
 	if err != nil {
 		return restored{}, fmt.Errorf("--data-dir: %w", err)
 	}
-	if kept {
+	switch {
+	case kept:
+		// A group's replica from the first one's restore: no backup, and no audit entry holds
+		// its hash (review AH, AH5).
 		fmt.Fprintf(progress, "%s is a restore that no node has started on: its change feed keeps the numbers that restore gave it, as a group's replicas restored from it need\n", path)
-	} else {
-		fmt.Fprintf(progress, "for a Raft group: restore %s (not %s) into every other replica's data directory before any starts, so that their change feeds number alike\n",
+	default:
+		if want == "" {
+			fmt.Fprintf(progress, "knooppunt: note: no %s%s lies beside %s, so restore could not check that it is the file that was made. Its SHA-256 is %s: for a backup, compare it with the \"sha256\" that knooppunt audit list --action backup shows on the node that made it\n",
+				path, sumSuffix, path, sum)
+		}
+		fmt.Fprintf(progress, "if the node is a Raft group: restore %s (not %s) into every other replica's data directory before any starts, so that their change feeds number alike\n",
 			filepath.Join(dir, node.DatabaseName), path)
 	}
 	// The copy is already on the data directory's disk: it is moved into place, not copied a
