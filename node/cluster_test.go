@@ -442,6 +442,15 @@ func TestClusterReplicaThatCannotRestoreASnapshotIsNotServing(t *testing.T) {
 	if !strings.Contains(st.SnapshotRefused, "db: restore") || st.SnapshotRefusedAt == nil || st.Leader == "" {
 		t.Fatalf("%s's status: snapshot_refused %q at %v, leader %q; want why its restore failed, since when, and its leader", f.ID, st.SnapshotRefused, st.SnapshotRefusedAt, st.Leader)
 	}
+	// The leader's cluster status names it, as the leader asks each replica (every 10 s).
+	clustertest.Eventually(t, 25*time.Second, leader.ID+"'s cluster status names "+f.ID, func() (bool, string) {
+		cs, err := pb.NewClusterServiceClient(leader.Local(t)).Status(clustertest.Call(t), &pb.ClusterStatusRequest{})
+		if err != nil {
+			return false, err.Error()
+		}
+		i := slices.IndexFunc(cs.Replicas, func(r *pb.Replica) bool { return r.Id == f.ID })
+		return i >= 0 && strings.Contains(cs.Replicas[i].SnapshotRefused, "db: restore"), fmt.Sprint(cs.Replicas)
+	})
 	if err := os.RemoveAll(blocker); err != nil {
 		t.Fatal(err)
 	}
@@ -451,6 +460,10 @@ func TestClusterReplicaThatCannotRestoreASnapshotIsNotServing(t *testing.T) {
 	if err != nil || st.SnapshotRefused != "" {
 		t.Fatalf("%s's status once it restored the snapshot: snapshot_refused %q, %v; want none", f.ID, st.GetSnapshotRefused(), err)
 	}
+	clustertest.Eventually(t, 25*time.Second, leader.ID+"'s cluster status no longer names "+f.ID, func() (bool, string) {
+		cs, err := pb.NewClusterServiceClient(leader.Local(t)).Status(clustertest.Call(t), &pb.ClusterStatusRequest{})
+		return err == nil && !slices.ContainsFunc(cs.GetReplicas(), func(r *pb.Replica) bool { return r.SnapshotRefused != "" }), fmt.Sprint(cs.GetReplicas(), err)
+	})
 }
 
 // TestClusterJoinAndRemove adds a fourth replica through the ClusterService of a follower (which

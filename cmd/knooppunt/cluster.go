@@ -39,6 +39,8 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			OlderRelease bool `json:"older_release"`
 			// NoAPIAddress: the answering replica's raft.servers does not name this one.
 			NoAPIAddress bool `json:"no_api_address"`
+			// SnapshotRefused, on the leader: why the replica fails to restore its snapshots.
+			SnapshotRefused string `json:"snapshot_refused,omitempty"`
 		}
 		doc := struct {
 			Replica           string    `json:"replica"`
@@ -48,10 +50,11 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			CommitIndex       uint64    `json:"commit_index"`
 			LastSnapshotIndex uint64    `json:"last_snapshot_index"`
 			ApplyLevel        uint32    `json:"apply_level"`
+			SnapshotRefused   string    `json:"snapshot_refused,omitempty"`
 			Replicas          []replica `json:"replicas"`
-		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, st.ApplyLevel, []replica{}}
+		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, st.ApplyLevel, st.SnapshotRefused, []replica{}}
 		for _, r := range st.Replicas {
-			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact), r.OlderRelease, r.NoApiAddress})
+			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact), r.OlderRelease, r.NoApiAddress, r.SnapshotRefused})
 		}
 		return printJSON(w, doc)
 	}
@@ -110,6 +113,20 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	if len(unaddressed) > 0 {
 		if _, err := fmt.Fprintf(w, "\nNO API ADDRESS for %s in the raft.servers of %s: a write %s forwards while one of them leads fails; add them to raft.servers there (docs/cluster.md).\n",
 			strings.Join(unaddressed, ", "), st.Replica, st.Replica); err != nil {
+			return err
+		}
+	}
+	// A replica that cannot restore the leader's snapshots serves what it held before (review AH,
+	// AH2): said on a line of its own, by the leader for each, and by the replica of itself.
+	for _, r := range st.Replicas {
+		if r.SnapshotRefused != "" {
+			if _, err := fmt.Fprintf(w, "\nSNAPSHOT REFUSED: %s cannot restore the leader's snapshots (%s): it takes in nothing more, and says NOT_SERVING. A snapshot of a newer release: upgrade it.\n", r.Id, r.SnapshotRefused); err != nil {
+				return err
+			}
+		}
+	}
+	if st.SnapshotRefused != "" && !slices.ContainsFunc(st.Replicas, func(r *pb.Replica) bool { return r.Id == st.Replica && r.SnapshotRefused != "" }) {
+		if _, err := fmt.Fprintf(w, "\nSNAPSHOT REFUSED: this replica, %s, cannot restore its leader's snapshots (%s): it takes in nothing more, and says NOT_SERVING. A snapshot of a newer release: upgrade it.\n", st.Replica, st.SnapshotRefused); err != nil {
 			return err
 		}
 	}

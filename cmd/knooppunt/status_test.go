@@ -161,6 +161,12 @@ func TestNotAMemberIsSaidSo(t *testing.T) {
 		// A replica the answering one's raft.servers does not name (review AA, AA6).
 		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Leader: "r4", Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2"}, {Id: "r4", Leader: true, NoApiAddress: true}}},
 			[]string{"NO API ADDRESS for r4 in the raft.servers of r1: a write r1 forwards while one of them leads fails; add them to raft.servers there (docs/cluster.md)."}, nil},
+		// A replica that cannot restore the leader's snapshots, on the leader and on itself
+		// (review AH, AH2).
+		{&pb.ClusterStatusResponse{Replica: "r2", State: "Leader", Leader: "r2", Replicas: []*pb.Replica{{Id: "r1", SnapshotRefused: "schema version 29, want 1 to 28"}, {Id: "r2", Leader: true}}},
+			[]string{"SNAPSHOT REFUSED: r1 cannot restore the leader's snapshots (schema version 29, want 1 to 28): it takes in nothing more, and says NOT_SERVING. A snapshot of a newer release: upgrade it."}, []string{"this replica"}},
+		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Leader: "r2", SnapshotRefused: "schema version 29, want 1 to 28", Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2", Leader: true}}},
+			[]string{"SNAPSHOT REFUSED: this replica, r1, cannot restore its leader's snapshots (schema version 29, want 1 to 28)"}, nil},
 	} {
 		var b strings.Builder
 		if err := printCluster(&b, "table", c.st); err != nil {

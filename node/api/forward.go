@@ -178,17 +178,18 @@ func (f *Forwarder) Replica(id string) (*grpc.ClientConn, error) {
 }
 
 // ApplyLevel asks replica id which apply level its release says (store.Config.AskLevel): 0 from
-// a release before levels, whose ClusterService/Status answers without one.
-func (f *Forwarder) ApplyLevel(ctx context.Context, id string) (uint32, error) {
+// a release before levels, whose ClusterService/Status answers without one; and why it fails
+// to restore its leader's snapshots, if it does ("" from a release before it said so).
+func (f *Forwarder) ApplyLevel(ctx context.Context, id string) (store.ReplicaSays, error) {
 	conn, err := f.Replica(id)
 	if err != nil {
-		return 0, err
+		return store.ReplicaSays{}, err
 	}
 	st, err := pb.NewClusterServiceClient(conn).Status(ctx, &pb.ClusterStatusRequest{})
 	if err != nil {
-		return 0, err
+		return store.ReplicaSays{}, err
 	}
-	return st.GetApplyLevel(), nil
+	return store.ReplicaSays{Level: st.GetApplyLevel(), SnapshotRefused: st.GetSnapshotRefused()}, nil
 }
 
 // noLeader is the refusal of a replica that knows no leader: it cannot reach a majority, or it

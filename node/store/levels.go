@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -43,6 +44,8 @@ type levels struct {
 	mu sync.Mutex
 	// seen is each replica's level as it last said it, since this replica became leader.
 	seen map[string]uint32
+	// refused is why each replica that said so fails to restore this leader's snapshots.
+	refused map[string]string
 	// asked is when each replica was last asked.
 	asked map[string]time.Time
 	// term is the term in which seen was gathered: a new leadership asks anew.
@@ -53,7 +56,7 @@ type levels struct {
 // lv.mu is held.
 func (lv *levels) begin(term uint64) {
 	if lv.term != term {
-		lv.term, lv.seen, lv.asked = term, map[string]uint32{}, map[string]time.Time{}
+		lv.term, lv.seen, lv.asked, lv.refused = term, map[string]uint32{}, map[string]time.Time{}, map[string]string{}
 	}
 }
 
@@ -120,7 +123,8 @@ func (s *Store) askLevels(ids []string) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), levelAsk)
 			defer cancel()
-			level, err := s.cfg.AskLevel(ctx, id)
+			says, err := s.cfg.AskLevel(ctx, id)
+			level := says.Level
 			s.lv.mu.Lock()
 			defer s.lv.mu.Unlock()
 			if s.lv.term != term {
@@ -128,6 +132,11 @@ func (s *Store) askLevels(ids []string) {
 			}
 			s.lv.asked[id] = time.Now()
 			if err == nil {
+				if says.SnapshotRefused != "" {
+					s.lv.refused[id] = says.SnapshotRefused
+				} else {
+					delete(s.lv.refused, id)
+				}
 				if prev, heard := s.lv.seen[id]; !heard || prev != level {
 					s.lv.seen[id] = level
 					if level < s.Level() {
@@ -177,6 +186,20 @@ func (s *Store) OlderReplicas() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// refusingReplicas are, on the leader, the replicas that said in this term that they fail to
+// restore its snapshots, with why; none on a follower.
+func (s *Store) refusingReplicas() map[string]string {
+	if s.raft.State() != raft.Leader {
+		return nil
+	}
+	s.lv.mu.Lock()
+	defer s.lv.mu.Unlock()
+	if s.lv.term != s.raft.CurrentTerm() {
+		return nil
+	}
+	return maps.Clone(s.lv.refused)
 }
 
 // watchLevels asks, while this replica leads, every other replica for its level every

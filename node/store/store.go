@@ -110,8 +110,10 @@ type Config struct {
 	// AskLevel asks replica id of the group, over its API, which apply level its release says
 	// (ClusterService/Status): 0 for a release before levels. While one says less than this
 	// replica's, this replica as leader refuses writes with an *OlderReplicaError (see
-	// ApplyLevel). Nil: no replica is asked (a group of one).
-	AskLevel func(ctx context.Context, id string) (uint32, error)
+	// ApplyLevel). It says too why it fails to restore this leader's snapshots, if it does
+	// (SnapshotRefused), which the leader's Servers then give. Nil: no replica is asked (a group
+	// of one).
+	AskLevel func(ctx context.Context, id string) (ReplicaSays, error)
 	// Level, when not 0, is the apply level this replica says instead of ApplyLevel: tests
 	// stand in a replica of an earlier release with it.
 	Level uint32
@@ -1179,6 +1181,15 @@ type Server struct {
 	// answered (zero if it never did in this term).
 	Unreachable bool
 	LastContact time.Time
+	// SnapshotRefused is, on the leader, why the replica said it fails to restore the
+	// snapshots this leader sends (its SnapshotRefused), when it last said so in this term.
+	SnapshotRefused string
+}
+
+// ReplicaSays is what a replica says of itself when the leader asks (Config.AskLevel).
+type ReplicaSays struct {
+	Level           uint32
+	SnapshotRefused string
 }
 
 // logCacheEntries is how many of the newest log entries the leader keeps in memory: at most
@@ -1192,13 +1203,14 @@ func (s *Store) Servers() ([]Server, error) {
 		return nil, fmt.Errorf("store: configuration: %w", err)
 	}
 	leading := s.IsLeader()
+	refusing := s.refusingReplicas()
 	s.unreachableMu.Lock()
 	defer s.unreachableMu.Unlock()
 	var out []Server
 	for _, srv := range f.Configuration().Servers {
 		last, down := s.unreachable[srv.ID]
 		out = append(out, Server{ID: string(srv.ID), Address: string(srv.Address), Suffrage: srv.Suffrage.String(),
-			Unreachable: leading && down, LastContact: last})
+			Unreachable: leading && down, LastContact: last, SnapshotRefused: refusing[string(srv.ID)]})
 	}
 	return out, nil
 }

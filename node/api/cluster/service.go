@@ -126,6 +126,9 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 		Replica: s.replica, State: s.store.State(), Leader: leader,
 		AppliedIndex: applied, CommitIndex: max(commit, applied), LastSnapshotIndex: snap, ApplyLevel: s.store.Level(),
 	}
+	if _, err := s.store.SnapshotRefused(); err != nil {
+		resp.SnapshotRefused = err.Error()
+	}
 	older := s.store.OlderReplicas()
 	var unaddressed []string
 	if s.unaddressed != nil {
@@ -137,7 +140,7 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 			addr = "" // the in-memory transport's address is the replica's id: no address at all
 		}
 		r := &pb.Replica{Id: srv.ID, RaftAddress: addr, Suffrage: srv.Suffrage, Leader: srv.ID == leader, Unreachable: srv.Unreachable,
-			OlderRelease: slices.Contains(older, srv.ID), NoApiAddress: slices.Contains(unaddressed, srv.ID)}
+			OlderRelease: slices.Contains(older, srv.ID), NoApiAddress: slices.Contains(unaddressed, srv.ID), SnapshotRefused: srv.SnapshotRefused}
 		if srv.Unreachable && !srv.LastContact.IsZero() {
 			r.LastContact = timestamppb.New(srv.LastContact)
 		}

@@ -1661,9 +1661,13 @@ type Replica struct {
 	// no_api_address is set for a replica that the answering replica's raft.servers gives no API
 	// address (one joined, and the config not told): a write the answering replica forwards while
 	// that one leads fails. Add it to raft.servers there.
-	NoApiAddress  bool `protobuf:"varint,8,opt,name=no_api_address,json=noApiAddress" json:"no_api_address,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoApiAddress bool `protobuf:"varint,8,opt,name=no_api_address,json=noApiAddress" json:"no_api_address,omitempty"`
+	// snapshot_refused is, on the leader, why the replica said it fails to restore the snapshots
+	// the leader sends: it takes in nothing more, and says NOT_SERVING. A replica of a release
+	// before it said so is not named.
+	SnapshotRefused string `protobuf:"bytes,9,opt,name=snapshot_refused,json=snapshotRefused" json:"snapshot_refused,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Replica) Reset() {
@@ -1752,6 +1756,13 @@ func (x *Replica) GetNoApiAddress() bool {
 	return false
 }
 
+func (x *Replica) GetSnapshotRefused() string {
+	if x != nil {
+		return x.SnapshotRefused
+	}
+	return ""
+}
+
 type ClusterStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// replica is the id of the replica that answered, and state its Raft state.
@@ -1766,9 +1777,12 @@ type ClusterStatusResponse struct {
 	// applies an entry otherwise raises it, and marks the entries it writes; a leader takes no
 	// writes while a voter of its group says a lower level than its own (docs/cluster.md,
 	// Upgrades). 0 from a replica of a release before this field.
-	ApplyLevel    uint32 `protobuf:"varint,8,opt,name=apply_level,json=applyLevel" json:"apply_level,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ApplyLevel uint32 `protobuf:"varint,8,opt,name=apply_level,json=applyLevel" json:"apply_level,omitempty"`
+	// snapshot_refused is why this replica fails to restore the snapshots its leader sends, when
+	// it does (StatusResponse.snapshot_refused); empty otherwise.
+	SnapshotRefused string `protobuf:"bytes,9,opt,name=snapshot_refused,json=snapshotRefused" json:"snapshot_refused,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -1855,6 +1869,13 @@ func (x *ClusterStatusResponse) GetApplyLevel() uint32 {
 		return x.ApplyLevel
 	}
 	return 0
+}
+
+func (x *ClusterStatusResponse) GetSnapshotRefused() string {
+	if x != nil {
+		return x.SnapshotRefused
+	}
+	return ""
 }
 
 type JoinRequest struct {
@@ -2598,7 +2619,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12'\n" +
 	"\x0fearlier_release\x18\x04 \x01(\bR\x0eearlierRelease\"\x16\n" +
-	"\x14ClusterStatusRequest\"\x9c\x02\n" +
+	"\x14ClusterStatusRequest\"\xc7\x02\n" +
 	"\aReplica\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
@@ -2607,7 +2628,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\vunreachable\x18\x05 \x01(\bR\vunreachable\x12=\n" +
 	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\x12#\n" +
 	"\rolder_release\x18\a \x01(\bR\folderRelease\x12$\n" +
-	"\x0eno_api_address\x18\b \x01(\bR\fnoApiAddress\"\xab\x02\n" +
+	"\x0eno_api_address\x18\b \x01(\bR\fnoApiAddress\x12)\n" +
+	"\x10snapshot_refused\x18\t \x01(\tR\x0fsnapshotRefused\"\xd6\x02\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -2617,7 +2639,8 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x13last_snapshot_index\x18\x06 \x01(\x04R\x11lastSnapshotIndex\x121\n" +
 	"\breplicas\x18\a \x03(\v2\x15.knooppunt.v1.ReplicaR\breplicas\x12\x1f\n" +
 	"\vapply_level\x18\b \x01(\rR\n" +
-	"applyLevel\"@\n" +
+	"applyLevel\x12)\n" +
+	"\x10snapshot_refused\x18\t \x01(\tR\x0fsnapshotRefused\"@\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x1f\n" +
