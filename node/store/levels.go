@@ -170,36 +170,36 @@ func (s *Store) otherReplicas() []string {
 // OlderReplicas are the replicas that the leader last heard say a lower level than its own, in
 // order of id; none on a follower.
 func (s *Store) OlderReplicas() []string {
-	if s.raft.State() != raft.Leader {
-		return nil
-	}
-	s.lv.mu.Lock()
-	defer s.lv.mu.Unlock()
-	if s.lv.term != s.raft.CurrentTerm() {
-		return nil
-	}
 	var out []string
-	for id, level := range s.lv.seen {
-		if level < s.Level() {
-			out = append(out, id)
+	s.ofThisTerm(func() {
+		for id, level := range s.lv.seen {
+			if level < s.Level() {
+				out = append(out, id)
+			}
 		}
-	}
+	})
 	slices.Sort(out)
 	return out
 }
 
 // refusingReplicas are, on the leader, the replicas that said in this term that they fail to
 // restore its snapshots, with why; none on a follower.
-func (s *Store) refusingReplicas() map[string]string {
+func (s *Store) refusingReplicas() (out map[string]string) {
+	s.ofThisTerm(func() { out = maps.Clone(s.lv.refused) })
+	return out
+}
+
+// ofThisTerm runs read with lv.mu held when this replica leads and what lv holds was gathered in
+// its term; it runs nothing otherwise.
+func (s *Store) ofThisTerm(read func()) {
 	if s.raft.State() != raft.Leader {
-		return nil
+		return
 	}
 	s.lv.mu.Lock()
 	defer s.lv.mu.Unlock()
-	if s.lv.term != s.raft.CurrentTerm() {
-		return nil
+	if s.lv.term == s.raft.CurrentTerm() {
+		read()
 	}
-	return maps.Clone(s.lv.refused)
 }
 
 // watchLevels asks, while this replica leads, every other replica for its level every
