@@ -1088,6 +1088,7 @@ func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}, 
 	t := time.NewTicker(max(electionTimeout/4, 20*time.Millisecond))
 	defer t.Stop()
 	var lastLeader time.Time // none known: not serving until one is
+	warned := false          // that it cannot restore its leader's snapshot
 	if serving {
 		lastLeader = time.Now()
 	}
@@ -1100,16 +1101,22 @@ func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}, 
 		if n.store.Leader() != "" {
 			lastLeader = time.Now()
 		}
-		_, refused := n.store.SnapshotRefused()
-		switch ok := time.Since(lastLeader) < grace; {
-		case refused != nil && serving:
-			// It knows the leader, but takes in nothing more: what it serves falls behind
+		if _, refused := n.store.SnapshotRefused(); refused != nil {
+			// It may know the leader, but takes in nothing more: what it serves falls behind
 			// (review AH, AH2: a replica of an earlier release, upgraded last, served 4 of 155
 			// records as SERVING).
-			n.log.Warn("this replica cannot restore its leader's snapshot: health is NOT_SERVING until it can; what it serves is behind its group. A snapshot of a newer release: upgrade this replica", "err", refused)
-			serving = false
-		case refused != nil:
+			if !warned {
+				n.log.Warn("this replica cannot restore its leader's snapshot: health is NOT_SERVING until it can; what it serves is behind its group. A snapshot of a newer release: upgrade this replica", "err", refused)
+				warned = true
+			}
+			if serving {
+				serving = false
+				n.health.SetServingStatus("", servingStatus(serving))
+			}
 			continue
+		}
+		warned = false
+		switch ok := time.Since(lastLeader) < grace; {
 		case ok && !serving:
 			n.log.Info("a leader is known: serving")
 			serving = true
