@@ -700,7 +700,8 @@ func (c *Cluster) Converged(tb testing.TB, within time.Duration, among ...*Repli
 				return false, fmt.Sprintf("%s: %v", r.ID, err)
 			}
 			view := fmt.Sprintf("applied %d, committed %d, seq %d, records %d", cs.AppliedIndex, cs.CommitIndex, ns.LastSeq, ns.Records)
-			views = append(views, r.ID+": "+view)
+			// Who leads as each sees it, for a failure's message: not compared.
+			views = append(views, fmt.Sprintf("%s (%s, leader %q, last snapshot %d): %s", r.ID, cs.State, cs.Leader, cs.LastSnapshotIndex, view))
 			if cs.AppliedIndex != cs.CommitIndex || (i > 0 && view != first) {
 				same = false
 			}
