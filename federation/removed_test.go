@@ -3,6 +3,7 @@ package federation_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/knooppunt/knooppunt/federation/fedtest"
 	"github.com/knooppunt/knooppunt/federation/search"
 	"github.com/knooppunt/knooppunt/node/db"
+	"github.com/knooppunt/knooppunt/node/metrics"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -33,9 +35,38 @@ func TestRemovedByPartner(t *testing.T) {
 	a.Put(t, fedtest.Sitrep("landelijk", "removed", pb.Classification_PUBLIC, "Landelijk beeld"))
 	waitHeld(t, b, "removed", a.TD.Name(), map[string]int64{"landelijk": 1}, "b receives a's sitrep")
 
+	// a's series of b, in this process's registry: b names a otherwise, and labels its own by a.
+	series := func() []string {
+		t.Helper()
+		fams, err := metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, f := range fams {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if v := l.GetValue(); (l.GetName() == "peer" || l.GetName() == "trust_domain") && (v == b.Name || v == b.TD.Name()) {
+						out = append(out, f.GetName()+"{"+l.GetName()+"="+v+"}")
+					}
+				}
+			}
+		}
+		return out
+	}
+	fedtest.Eventually(t, 10*time.Second, "a's subscription to b counts", func() (bool, string) {
+		have := series()
+		return slices.Contains(have, "knooppunt_federation_subscription_up{peer="+b.Name+"}"), fmt.Sprint(have)
+	})
 	if _, err := peers.Remove(fedtest.Call(t), &pb.RemovePeerRequest{Name: b.Name, Reason: "test", Now: true}); err != nil {
 		t.Fatalf("a removes b at once: %v", err)
 	}
+	// Its series go with it (review AI, AI1): a removed partner's frozen gauges fired alerts
+	// until the next restart.
+	fedtest.Eventually(t, 10*time.Second, "a's series of b gone", func() (bool, string) {
+		have := series()
+		return len(have) == 0, fmt.Sprint(have)
+	})
 	req := &pb.SearchRequest{Filter: &pb.Filter{Crisis: "removed", Ids: []string{"landelijk"}}}
 	var resp *pb.SearchResponse
 	fedtest.Eventually(t, 10*time.Second, "a refuses b's search", func() (bool, string) {

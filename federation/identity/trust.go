@@ -126,12 +126,16 @@ func (t *TrustStore) SetPeerBundle(b *x509bundle.Bundle) {
 	t.mu.Unlock()
 }
 
-// RemovePeer forgets a peer's bundle, so its SVIDs no longer verify, and how its refresh fared.
+// RemovePeer forgets a peer's bundle, so its SVIDs no longer verify, and how its refresh fared,
+// its metrics included: a removed peer's refresh time, frozen, would fire a stale-bundle alert
+// until the next restart (review AI, AI1).
 func (t *TrustStore) RemovePeer(td spiffeid.TrustDomain) {
 	t.mu.Lock()
 	delete(t.peers, td)
 	delete(t.fetches, td)
 	t.mu.Unlock()
+	bundleRefreshed.DeleteLabelValues(td.String())
+	bundleRefreshErrors.DeleteLabelValues(td.String())
 }
 
 // HasPeer reports whether a peer bundle is set for td.

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -101,5 +103,36 @@ func TestBundleChangeIsLoggedAtWarn(t *testing.T) {
 		if f, _ := ts.Fetch(td); !f.InForce.Equal(s.bundle.X509Bundle()) {
 			t.Errorf("step %d: the bundle in force is not the one fetched", i)
 		}
+	}
+}
+
+// TestRemovePeerForgetsItsMetrics: a removed peer's bundle refresh time and error count go with
+// it (review AI, AI1): the time, frozen, fired a stale-bundle alert until the next restart.
+func TestRemovePeerForgetsItsMetrics(t *testing.T) {
+	td := spiffeid.RequireTrustDomainFromString("removed.crisis.test")
+	ts := NewTrustStore(nil)
+	bundleRefreshed.WithLabelValues(td.String()).SetToCurrentTime()
+	bundleRefreshErrors.WithLabelValues(td.String()).Inc()
+	has := func(c prometheus.Collector) bool {
+		ch := make(chan prometheus.Metric, 64)
+		go func() { c.Collect(ch); close(ch) }()
+		found := false
+		for m := range ch {
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range d.GetLabel() {
+				found = found || l.GetValue() == td.String()
+			}
+		}
+		return found
+	}
+	if !has(bundleRefreshed) || !has(bundleRefreshErrors) {
+		t.Fatal("the peer's series are not there to begin with")
+	}
+	ts.RemovePeer(td)
+	if has(bundleRefreshed) || has(bundleRefreshErrors) {
+		t.Error("the removed peer's bundle series stay")
 	}
 }

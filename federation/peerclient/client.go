@@ -113,6 +113,9 @@ type Manager struct {
 	mu    sync.Mutex
 	subs  map[string]*subscription
 	// changed is closed, and replaced, when a subscription opens or breaks (Changed).
+	// known are the peers of the last reconcile, by name: one that is gone since has its
+	// series deleted. Only Run reconciles.
+	known map[string]config.Peer
 	changedMu sync.Mutex
 	changed   chan struct{}
 	flips     uint64 // how often changed was closed: a generation a page can name
@@ -534,6 +537,16 @@ func (m *Manager) reconcile(ctx context.Context) {
 	for _, p := range peers {
 		names[p.Name] = true
 	}
+	var gone []config.Peer
+	for name, p := range m.known {
+		if !names[name] {
+			gone = append(gone, p)
+		}
+	}
+	m.known = map[string]config.Peer{}
+	for _, p := range peers {
+		m.known[p.Name] = p
+	}
 	m.connMu.Lock()
 	for name, pc := range m.conns {
 		if !names[name] {
@@ -572,6 +585,12 @@ func (m *Manager) reconcile(ctx context.Context) {
 	for _, s := range ending {
 		<-s.done
 	}
+	// Once its subscriptions ended, which set their gauge as they end: a removed partner's
+	// series would stay until the next restart, and alerts on them fire for good (review AI,
+	// AI1).
+	for _, p := range gone {
+		forgetPeer(p)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for key, w := range want {
@@ -593,6 +612,14 @@ func (m *Manager) reconcile(ctx context.Context) {
 			wg.Wait()
 		}()
 	}
+}
+
+// forgetPeer deletes the series of a peer that is no longer one.
+func forgetPeer(p config.Peer) {
+	connected.DeleteLabelValues(p.Name)
+	dropped.DeleteLabelValues(p.Name)
+	received.DeletePartialMatch(prometheus.Labels{"peer": p.Name})
+	metrics.ForgetPeer(p.Name, p.TrustDomain)
 }
 
 func (m *Manager) stopAll() {

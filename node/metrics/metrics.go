@@ -147,6 +147,19 @@ var (
 	})
 )
 
+// ForgetPeer deletes the series of a peer that is no longer one, by its name and trust domain
+// (the vectors label it by one or the other), so that a removed partner's counters and gauges do
+// not stay until the next restart, and alerts on them do not fire for good (review AI, AI1).
+func ForgetPeer(name, trustDomain string) {
+	for _, vec := range []*prometheus.CounterVec{AuditForks, AuditDisputed, Throttled, FilesDisclosed, FilesFetched, FilesRefused} {
+		for _, v := range []string{name, trustDomain} {
+			if v != "" {
+				vec.DeleteLabelValues(v)
+			}
+		}
+	}
+}
+
 func init() {
 	Registry.MustRegister(ReplicaReachable, ConfigBroken, ConfigRestartPending, Backups, BackupLast, WebhookAttempts, WebhookDelivery, WebhookQueues, FilesDisclosed, FilesFetched, FilesRefused, RuleFiring, RuleEvaluationErrors, RecordWrites, BatchSize, ApplyLatency, WriteQueue, WatchStreams, SnapshotsBySize, Erasures, AuditForks, AuditDisputed, Resyncs, ResyncsSkipped, Throttled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
