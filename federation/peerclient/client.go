@@ -115,7 +115,7 @@ type Manager struct {
 	// changed is closed, and replaced, when a subscription opens or breaks (Changed).
 	// known are the peers of the last reconcile, by name: one that is gone since has its
 	// series deleted. Only Run reconciles.
-	known map[string]config.Peer
+	known     map[string]config.Peer
 	changedMu sync.Mutex
 	changed   chan struct{}
 	flips     uint64 // how often changed was closed: a generation a page can name
