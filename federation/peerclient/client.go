@@ -112,10 +112,10 @@ type Manager struct {
 	first map[string]int
 	mu    sync.Mutex
 	subs  map[string]*subscription
-	// changed is closed, and replaced, when a subscription opens or breaks (Changed).
 	// known are the peers of the last reconcile, by name: one that is gone since has its
 	// series deleted. Only Run reconciles.
-	known     map[string]config.Peer
+	known map[string]config.Peer
+	// changed is closed, and replaced, when a subscription opens or breaks (Changed).
 	changedMu sync.Mutex
 	changed   chan struct{}
 	flips     uint64 // how often changed was closed: a generation a page can name
