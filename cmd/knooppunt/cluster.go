@@ -117,16 +117,21 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 		}
 	}
 	// A replica that cannot restore the leader's snapshots serves what it held before (review AH,
-	// AH2): said on a line of its own, by the leader for each, and by the replica of itself.
+	// AH2): said on a line of its own, by the leader for each (a follower's list names none), and
+	// by the replica of itself.
+	refused := func(who, whose, why string) error {
+		_, err := fmt.Fprintf(w, "\nSNAPSHOT REFUSED: %s cannot restore %s leader's snapshots (%s): it takes in nothing more, and says NOT_SERVING. A snapshot of a newer release: upgrade it.\n", who, whose, why)
+		return err
+	}
 	for _, r := range st.Replicas {
 		if r.SnapshotRefused != "" {
-			if _, err := fmt.Fprintf(w, "\nSNAPSHOT REFUSED: %s cannot restore the leader's snapshots (%s): it takes in nothing more, and says NOT_SERVING. A snapshot of a newer release: upgrade it.\n", r.Id, r.SnapshotRefused); err != nil {
+			if err := refused(r.Id, "the", r.SnapshotRefused); err != nil {
 				return err
 			}
 		}
 	}
-	if st.SnapshotRefused != "" && !slices.ContainsFunc(st.Replicas, func(r *pb.Replica) bool { return r.Id == st.Replica && r.SnapshotRefused != "" }) {
-		if _, err := fmt.Fprintf(w, "\nSNAPSHOT REFUSED: this replica, %s, cannot restore its leader's snapshots (%s): it takes in nothing more, and says NOT_SERVING. A snapshot of a newer release: upgrade it.\n", st.Replica, st.SnapshotRefused); err != nil {
+	if st.SnapshotRefused != "" {
+		if err := refused("this replica, "+st.Replica+",", "its", st.SnapshotRefused); err != nil {
 			return err
 		}
 	}

@@ -28,9 +28,9 @@ const MaxReadIDs = 50
 // the node's origin). The read never waits for it: the entry is appended in the background (on
 // a follower, Apply forwards it to the leader and waits for its commit there), for at most
 // readAuditTimeout, whether the caller still waits or not. So it may enter the log a moment
-// after the answer went (the audit log's reads wait for it, as for a search's); a failure to keep it (no leader, a leader that does not answer) is
-// logged at WARN (review AG, AG4: on a follower a read waited for the leader's commit, and hung
-// with a leader that did not answer).
+// after the answer went (the audit log's reads wait for it, as for a search's); a failure to
+// keep it (no leader, a leader that does not answer) is logged at WARN (review AG, AG4: on a
+// follower a read waited for the leader's commit, and hung with a leader that did not answer).
 func AuditRead(ctx context.Context, st *store.Store, log *slog.Logger, own, via string, recs ...*pb.Record) {
 	var ids []string
 	n, top := 0, ReadAudited
