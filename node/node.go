@@ -166,6 +166,8 @@ type Node struct {
 	peersGen   uint64 // the db's peers generation of the last merge, under peersMu
 	peers      *peerclient.Manager
 	federation *peerserver.Service
+	// replicas is the ReplicaService: a stop ends its followers' watches of the partners.
+	replicas   *cluster.ReplicaService
 	witnesses  *witness.Witnesses
 	stopPeers  context.CancelFunc
 	peersDone  chan struct{}
@@ -412,11 +414,16 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	runningPeers := func() []config.Peer { return n.cfg.Load().Peers }
 	auditSvc.Peers = runningPeers // audit list --recipient takes a peer's name
 	if n.ident != nil {
+		// In a group, a follower watches its leader's subscriptions' changes (peerclient.Manager.Changed).
+		var leader func() (*grpc.ClientConn, error)
+		if n.forward != nil {
+			leader = n.forward.Leader
+		}
 		n.peers = peerclient.New(peerclient.Config{
 			Store: n.store, DB: n.db, SVID: n.ident.source, Bundles: n.ident.trust, Peers: runningPeers,
 			IdleTimeout: cfg.Federation.IdleTimeout, EventsPerSecond: cfg.Federation.EventsPerSecond, Purpose: cfg.Federation.Purpose, Logger: n.log,
 			DialOptions: n.tracing.PeerDialOptions(),
-			FileLimits:  n.attachLimits, FileBytesPerSecond: cfg.Attachments.FetchBytesPerSecond,
+			FileLimits:  n.attachLimits, FileBytesPerSecond: cfg.Attachments.FetchBytesPerSecond, Leader: leader,
 		})
 		n.unanswered = newUnanswered(refusalWindow, n.appendAudit, n.log)
 		n.federation = peerserver.New(peerserver.Config{
@@ -475,6 +482,10 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	clusterSvc.SetUnaddressed(n.unaddressed)
 	n.goBackground(n.watchAPIAddresses)
 	replicaSvc := cluster.NewReplicaService(n.store, n.log)
+	if n.peers != nil {
+		replicaSvc.SetPartners(n.peers.Changed)
+	}
+	n.replicas = replicaSvc
 	register := func(s reflection.GRPCServer) {
 		search.RegisterService(s, searchSvc)
 		if n.federation != nil {
@@ -1159,6 +1170,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	if n.federation != nil {
 		n.federation.Shutdown()
+	}
+	if n.replicas != nil {
+		n.replicas.Shutdown()
 	}
 	if n.web != nil {
 		// Pages in flight finish (their calls still reach the services), then no more.

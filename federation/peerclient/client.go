@@ -93,7 +93,10 @@ type Config struct {
 	FileLimits func() attach.Limits
 	// FileBytesPerSecond bounds the bytes of files fetched from one peer. Default 8 MiB.
 	FileBytesPerSecond int64
-	Logger             *slog.Logger
+	// Leader, in a Raft group, returns a connection to the leader's API, over which a follower
+	// watches the leader's subscriptions' changes (see watchLeader). Nil: a single replica.
+	Leader func() (*grpc.ClientConn, error)
+	Logger *slog.Logger
 }
 
 // Manager keeps the connections to peers and, on the leader, one subscription per peer.
@@ -119,6 +122,8 @@ type Manager struct {
 	changedMu sync.Mutex
 	changed   chan struct{}
 	flips     uint64 // how often changed was closed: a generation a page can name
+	// watch is, on a follower, its watch of the leader's changes (watchLeader). Only Run uses it.
+	watch leaderWatch
 	// wake asks Run to reconcile now rather than at its next tick.
 	wake chan struct{}
 	// files wakes a peer's file fetcher (by peer name) when records arrived.
@@ -270,9 +275,11 @@ func (s *subscription) set(st SubscriptionState) {
 }
 
 // Changed returns a channel that is closed when a subscription of this replica to a peer next
-// opens or breaks: when whether the peer is heard from changes, as Subscription says. It carries
-// no data, and a peer that comes and goes closes it each time: a reader that acts on it holds
-// back on its own. Failed attempts to reconnect, which go on while a peer is down, do not close it.
+// opens or breaks: when whether the peer is heard from changes, as Subscription says. On a
+// follower, which subscribes to none, it is closed when one of the leader's does, and when the
+// follower begins to watch a leader (see watchLeader). It carries no data, and a peer that
+// comes and goes closes it each time: a reader that acts on it holds back on its own. Failed
+// attempts to reconnect, which go on while a peer is down, do not close it.
 // gen counts the channels closed before it since this replica started: a reader that took gen
 // earlier (a page, when it asked the partners) and sees another one now missed a change.
 func (m *Manager) Changed() (changed <-chan struct{}, gen uint64) {
@@ -509,6 +516,7 @@ func (m *Manager) Run(ctx context.Context) {
 		m.reconcile(ctx)
 		select {
 		case <-ctx.Done():
+			m.stopWatch()
 			m.stopAll()
 			m.connMu.Lock()
 			for _, pc := range m.conns {
@@ -526,6 +534,7 @@ func (m *Manager) Run(ctx context.Context) {
 
 func (m *Manager) reconcile(ctx context.Context) {
 	leader := m.c.Store.State() == "Leader"
+	m.watchLeader(ctx, leader)
 	type wanted struct {
 		peer     config.Peer
 		exercise string

@@ -37,49 +37,13 @@ func TestLivePictureWhenAPartnerGoesAndComes(t *testing.T) {
 	if !strings.Contains(partnerRow(page, "lcvs"), "geantwoord") {
 		t.Fatalf("before lcvs stops: want it answered:\n%s", partnerRow(page, "lcvs"))
 	}
-	// The page's fetch for a change the stream announced, as its script makes it.
-	refetch := func() string {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), "GET", picture, nil)
-		req.Header.Set("X-Knooppunt-Live", "wijziging")
-		resp, err := b.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("the page's fetch for a change: %d\n%s", resp.StatusCode, body)
-		}
-		return string(body)
-	}
+	refetch := func() string { return liveRefetch(t, b, picture) }
 	// The stream, opened from what the page shows: it sends nothing until that changes.
 	digest := attr(t, page, "data-digest")
 	events := liveEvents(t, b, e.url+html.UnescapeString(attr(t, page, "data-live"))+"&sinds="+digest)
-	// Each event the script acts on: one whose data is not the digest the page shows.
-	// An event that came is taken even when the wait is over: a stop that took long on a busy
-	// machine (the race detector, CI) must not lose it to the timer.
 	next := func(what string, from time.Time, within time.Duration) {
 		t.Helper()
-		check := func(ev [2]string, ok bool) {
-			t.Helper()
-			if !ok || ev[0] != "beeld" || ev[1] == digest {
-				t.Fatalf("%s: event %q, want beeld with data other than the page's digest", what, ev)
-			}
-			t.Logf("%s: told %s after", what, time.Since(from).Round(time.Millisecond))
-		}
-		select {
-		case ev, ok := <-events:
-			check(ev, ok)
-			return
-		default:
-		}
-		select {
-		case ev, ok := <-events:
-			check(ev, ok)
-		case <-time.After(within - time.Since(from)):
-			t.Fatalf("%s: no event within %s", what, within)
-		}
+		nextEvent(t, events, digest, what, from, within)
 	}
 
 	// Under the minute the page would wait for otherwise (it took 0.1 s here; the bound leaves
@@ -109,6 +73,51 @@ func TestLivePictureWhenAPartnerGoesAndComes(t *testing.T) {
 	}
 }
 
+// liveRefetch is the page's fetch of picture for a change its stream announced, as its script
+// makes it.
+func liveRefetch(t *testing.T, b *browser, picture string) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", picture, nil)
+	req.Header.Set("X-Knooppunt-Live", "wijziging")
+	resp, err := b.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the page's fetch for a change: %d\n%s", resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// nextEvent waits for the next event of a stream whose page shows digest, one the script acts
+// on (its data is not digest), for what, within within of from. An event that came is taken
+// even when the wait is over: a stop that took long on a busy machine (the race detector, CI)
+// must not lose it to the timer.
+func nextEvent(t *testing.T, events <-chan [2]string, digest, what string, from time.Time, within time.Duration) {
+	t.Helper()
+	check := func(ev [2]string, ok bool) {
+		t.Helper()
+		if !ok || ev[0] != "beeld" || ev[1] == digest {
+			t.Fatalf("%s: event %q, want beeld with data other than the page's digest", what, ev)
+		}
+		t.Logf("%s: told %s after", what, time.Since(from).Round(time.Millisecond))
+	}
+	select {
+	case ev, ok := <-events:
+		check(ev, ok)
+		return
+	default:
+	}
+	select {
+	case ev, ok := <-events:
+		check(ev, ok)
+	case <-time.After(within - time.Since(from)):
+		t.Fatalf("%s: no event within %s", what, within)
+	}
+}
+
 // attr is the value of the first attribute name in page.
 func attr(t *testing.T, page, name string) string {
 	t.Helper()
@@ -121,10 +130,16 @@ func attr(t *testing.T, page, name string) string {
 }
 
 // liveEvents opens a picture's stream in the browser's session, and gives each event's name and
-// data.
+// data, until the test ends.
 func liveEvents(t *testing.T, b *browser, u string) <-chan [2]string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
+	return liveEventsUntil(t.Context(), t, b, u)
+}
+
+// liveEventsUntil is liveEvents until ctx ends: the stream is closed then.
+func liveEventsUntil(ctx context.Context, t *testing.T, b *browser, u string) <-chan [2]string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "GET", u, nil)
 	// The browser's client gives up after 10 s; a stream lasts.

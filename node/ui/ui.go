@@ -69,7 +69,8 @@ type Config struct {
 	// data. Nil: the picture does not update by itself.
 	Changed func() <-chan struct{}
 	// PartnersChanged returns a channel that is closed when the node's subscription to a partner
-	// next breaks or opens again (peerclient.Manager.Changed): the open pictures are then fetched
+	// next breaks or opens again (peerclient.Manager.Changed; on a follower, which subscribes to
+	// none, the leader's, as it tells the follower): the open pictures are then fetched
 	// again, and that fetch asks the partners whether they answer, so that a partner that went
 	// away or came back shows so at once rather than at the next minute. gen counts the changes
 	// before it: a page names the one it showed, and its stream tells at once of a change since

@@ -1,6 +1,6 @@
 // Package cluster is the ClusterService, with which admins see and change the replicas of a
 // node's Raft group and take backups, and the ReplicaService, with which followers hand commands
-// to the leader.
+// to the leader and watch its subscriptions to the partners.
 package cluster
 
 import (
@@ -473,14 +473,26 @@ type ReplicaService struct {
 	pb.UnsafeReplicaServiceServer
 	store *store.Store
 	log   *slog.Logger
+	// partners is the replica's peerclient.Manager.Changed (see SetPartners); nil without.
+	partners func() (changed <-chan struct{}, gen uint64)
+	stop     chan struct{} // closed by Shutdown
+	stopOnce sync.Once
 }
 
 var _ pb.ReplicaServiceServer = (*ReplicaService)(nil)
 
 // NewReplicaService returns the service.
 func NewReplicaService(s *store.Store, log *slog.Logger) *ReplicaService {
-	return &ReplicaService{store: s, log: log}
+	return &ReplicaService{store: s, log: log, stop: make(chan struct{})}
 }
+
+// SetPartners gives the service the replica's subscriptions' changes (peerclient.Manager.Changed),
+// which WatchPartners tells the followers. Call it before the service serves.
+func (r *ReplicaService) SetPartners(changed func() (<-chan struct{}, uint64)) { r.partners = changed }
+
+// Shutdown ends the WatchPartners streams, which never end by themselves: a stopping leader's
+// graceful stop would wait for its followers' for its whole grace.
+func (r *ReplicaService) Shutdown() { r.stopOnce.Do(func() { close(r.stop) }) }
 
 // RegisterReplicaService registers the service on s.
 func RegisterReplicaService(s grpc.ServiceRegistrar, svc *ReplicaService) {
@@ -503,4 +515,30 @@ func (r *ReplicaService) Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.A
 		return nil, api.Status(r.log, err)
 	}
 	return &pb.ApplyResponse{}, nil
+}
+
+// WatchPartners tells a follower the generation of the leader's subscriptions to the partners at
+// once, and again at each change, until the follower goes, the replica stops, or it no longer
+// leads (a follower also watches the leader anew when it learns of another: see peerclient).
+// The stream is idle while nothing changes.
+func (r *ReplicaService) WatchPartners(_ *pb.WatchPartnersRequest, stream grpc.ServerStreamingServer[pb.WatchPartnersResponse]) error {
+	if r.partners == nil {
+		return status.Error(codes.Unimplemented, "this node follows no partners")
+	}
+	for {
+		if !r.store.IsLeader() {
+			return api.Status(r.log, store.ErrNotLeader)
+		}
+		changed, gen := r.partners()
+		if err := stream.Send(&pb.WatchPartnersResponse{Generation: gen}); err != nil {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return nil
+		case <-r.stop:
+			return status.Error(codes.Unavailable, "this replica stops")
+		}
+	}
 }

@@ -2132,6 +2132,88 @@ func (*ApplyResponse) Descriptor() ([]byte, []int) {
 	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
+type WatchPartnersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPartnersRequest) Reset() {
+	*x = WatchPartnersRequest{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPartnersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPartnersRequest) ProtoMessage() {}
+
+func (x *WatchPartnersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPartnersRequest.ProtoReflect.Descriptor instead.
+func (*WatchPartnersRequest) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+type WatchPartnersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// generation counts the openings and breaks of the leader's subscriptions to the partners
+	// since it started (peerclient.Manager.Changed).
+	Generation    uint64 `protobuf:"varint,1,opt,name=generation" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPartnersResponse) Reset() {
+	*x = WatchPartnersResponse{}
+	mi := &file_knooppunt_v1_command_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPartnersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPartnersResponse) ProtoMessage() {}
+
+func (x *WatchPartnersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_knooppunt_v1_command_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPartnersResponse.ProtoReflect.Descriptor instead.
+func (*WatchPartnersResponse) Descriptor() ([]byte, []int) {
+	return file_knooppunt_v1_command_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *WatchPartnersResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 var File_knooppunt_v1_command_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_command_proto_rawDesc = "" +
@@ -2305,9 +2387,15 @@ const file_knooppunt_v1_command_proto_rawDesc = "" +
 	"\x11purges_deliveries\x18\x04 \x01(\bR\x10purgesDeliveries\"?\n" +
 	"\fApplyRequest\x12/\n" +
 	"\acommand\x18\x01 \x01(\v2\x15.knooppunt.v1.CommandR\acommand\"\x0f\n" +
-	"\rApplyResponse2R\n" +
+	"\rApplyResponse\"\x16\n" +
+	"\x14WatchPartnersRequest\"7\n" +
+	"\x15WatchPartnersResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation2\xae\x01\n" +
 	"\x0eReplicaService\x12@\n" +
-	"\x05Apply\x12\x1a.knooppunt.v1.ApplyRequest\x1a\x1b.knooppunt.v1.ApplyResponseBFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x05Apply\x12\x1a.knooppunt.v1.ApplyRequest\x1a\x1b.knooppunt.v1.ApplyResponse\x12Z\n" +
+	"\rWatchPartners\x12\".knooppunt.v1.WatchPartnersRequest\x1a#.knooppunt.v1.WatchPartnersResponse0\x01BFZ=github.com/knooppunt/knooppunt/proto/knooppunt/v1;knooppuntv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_knooppunt_v1_command_proto_rawDescOnce sync.Once
@@ -2321,7 +2409,7 @@ func file_knooppunt_v1_command_proto_rawDescGZIP() []byte {
 	return file_knooppunt_v1_command_proto_rawDescData
 }
 
-var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_knooppunt_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: knooppunt.v1.Command
 	(*FileChunk)(nil),             // 1: knooppunt.v1.FileChunk
@@ -2344,15 +2432,17 @@ var file_knooppunt_v1_command_proto_goTypes = []any{
 	(*WriteRecords)(nil),          // 18: knooppunt.v1.WriteRecords
 	(*ApplyRequest)(nil),          // 19: knooppunt.v1.ApplyRequest
 	(*ApplyResponse)(nil),         // 20: knooppunt.v1.ApplyResponse
-	nil,                           // 21: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*Webhook)(nil),               // 23: knooppunt.v1.Webhook
-	(*SignedHead)(nil),            // 24: knooppunt.v1.SignedHead
-	(Classification)(0),           // 25: knooppunt.v1.Classification
-	(*SharedRecord)(nil),          // 26: knooppunt.v1.SharedRecord
-	(*PeerInfo)(nil),              // 27: knooppunt.v1.PeerInfo
-	(*AuditEntry)(nil),            // 28: knooppunt.v1.AuditEntry
-	(*Record)(nil),                // 29: knooppunt.v1.Record
+	(*WatchPartnersRequest)(nil),  // 21: knooppunt.v1.WatchPartnersRequest
+	(*WatchPartnersResponse)(nil), // 22: knooppunt.v1.WatchPartnersResponse
+	nil,                           // 23: knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*Webhook)(nil),               // 25: knooppunt.v1.Webhook
+	(*SignedHead)(nil),            // 26: knooppunt.v1.SignedHead
+	(Classification)(0),           // 27: knooppunt.v1.Classification
+	(*SharedRecord)(nil),          // 28: knooppunt.v1.SharedRecord
+	(*PeerInfo)(nil),              // 29: knooppunt.v1.PeerInfo
+	(*AuditEntry)(nil),            // 30: knooppunt.v1.AuditEntry
+	(*Record)(nil),                // 31: knooppunt.v1.Record
 }
 var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	18, // 0: knooppunt.v1.Command.write_records:type_name -> knooppunt.v1.WriteRecords
@@ -2370,40 +2460,42 @@ var file_knooppunt_v1_command_proto_depIdxs = []int32{
 	5,  // 12: knooppunt.v1.Command.webhook_step:type_name -> knooppunt.v1.WebhookStep
 	6,  // 13: knooppunt.v1.Command.webhook_acks:type_name -> knooppunt.v1.WebhookAcks
 	9,  // 14: knooppunt.v1.Command.keep_authorities:type_name -> knooppunt.v1.KeepAuthorities
-	22, // 15: knooppunt.v1.FileChunk.at:type_name -> google.protobuf.Timestamp
-	22, // 16: knooppunt.v1.FileStep.at:type_name -> google.protobuf.Timestamp
-	22, // 17: knooppunt.v1.FileStep.stale_before:type_name -> google.protobuf.Timestamp
-	22, // 18: knooppunt.v1.ExerciseStep.at:type_name -> google.protobuf.Timestamp
-	22, // 19: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
-	23, // 20: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
-	22, // 21: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
-	22, // 22: knooppunt.v1.WebhookStep.old_secret_until:type_name -> google.protobuf.Timestamp
+	24, // 15: knooppunt.v1.FileChunk.at:type_name -> google.protobuf.Timestamp
+	24, // 16: knooppunt.v1.FileStep.at:type_name -> google.protobuf.Timestamp
+	24, // 17: knooppunt.v1.FileStep.stale_before:type_name -> google.protobuf.Timestamp
+	24, // 18: knooppunt.v1.ExerciseStep.at:type_name -> google.protobuf.Timestamp
+	24, // 19: knooppunt.v1.RuleStep.at:type_name -> google.protobuf.Timestamp
+	25, // 20: knooppunt.v1.WebhookStep.webhook:type_name -> knooppunt.v1.Webhook
+	24, // 21: knooppunt.v1.WebhookStep.at:type_name -> google.protobuf.Timestamp
+	24, // 22: knooppunt.v1.WebhookStep.old_secret_until:type_name -> google.protobuf.Timestamp
 	7,  // 23: knooppunt.v1.WebhookAcks.dead:type_name -> knooppunt.v1.WebhookDead
-	22, // 24: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
+	24, // 24: knooppunt.v1.WebhookAcks.at:type_name -> google.protobuf.Timestamp
 	7,  // 25: knooppunt.v1.WebhookAcks.failing:type_name -> knooppunt.v1.WebhookDead
-	22, // 26: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
-	24, // 27: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
-	22, // 28: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
-	22, // 29: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
+	24, // 26: knooppunt.v1.WebhookDead.first_attempt_at:type_name -> google.protobuf.Timestamp
+	26, // 27: knooppunt.v1.KeepHead.head:type_name -> knooppunt.v1.SignedHead
+	24, // 28: knooppunt.v1.KeepHead.received_at:type_name -> google.protobuf.Timestamp
+	24, // 29: knooppunt.v1.KeepAuthorities.at:type_name -> google.protobuf.Timestamp
 	12, // 30: knooppunt.v1.RecordDisclosures.disclosed:type_name -> knooppunt.v1.Disclosure
 	12, // 31: knooppunt.v1.RecordDisclosures.retracted:type_name -> knooppunt.v1.Disclosure
-	22, // 32: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
-	21, // 33: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
+	24, // 32: knooppunt.v1.RecordDisclosures.at:type_name -> google.protobuf.Timestamp
+	23, // 33: knooppunt.v1.RecordDisclosures.policy_purposes:type_name -> knooppunt.v1.RecordDisclosures.PolicyPurposesEntry
 	11, // 34: knooppunt.v1.RecordDisclosures.refused:type_name -> knooppunt.v1.PurposeRefusal
-	25, // 35: knooppunt.v1.Disclosure.classification:type_name -> knooppunt.v1.Classification
-	26, // 36: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
-	22, // 37: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
-	22, // 38: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
-	22, // 39: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
-	27, // 40: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
-	22, // 41: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
-	28, // 42: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
-	29, // 43: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
+	27, // 35: knooppunt.v1.Disclosure.classification:type_name -> knooppunt.v1.Classification
+	28, // 36: knooppunt.v1.CacheForeign.upserts:type_name -> knooppunt.v1.SharedRecord
+	24, // 37: knooppunt.v1.CacheForeign.at:type_name -> google.protobuf.Timestamp
+	24, // 38: knooppunt.v1.PolicyStep.at:type_name -> google.protobuf.Timestamp
+	24, // 39: knooppunt.v1.PhaseStep.at:type_name -> google.protobuf.Timestamp
+	29, // 40: knooppunt.v1.PeerStep.peer:type_name -> knooppunt.v1.PeerInfo
+	24, // 41: knooppunt.v1.PeerStep.at:type_name -> google.protobuf.Timestamp
+	30, // 42: knooppunt.v1.AppendAudit.entries:type_name -> knooppunt.v1.AuditEntry
+	31, // 43: knooppunt.v1.WriteRecords.records:type_name -> knooppunt.v1.Record
 	0,  // 44: knooppunt.v1.ApplyRequest.command:type_name -> knooppunt.v1.Command
 	19, // 45: knooppunt.v1.ReplicaService.Apply:input_type -> knooppunt.v1.ApplyRequest
-	20, // 46: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
-	46, // [46:47] is the sub-list for method output_type
-	45, // [45:46] is the sub-list for method input_type
+	21, // 46: knooppunt.v1.ReplicaService.WatchPartners:input_type -> knooppunt.v1.WatchPartnersRequest
+	20, // 47: knooppunt.v1.ReplicaService.Apply:output_type -> knooppunt.v1.ApplyResponse
+	22, // 48: knooppunt.v1.ReplicaService.WatchPartners:output_type -> knooppunt.v1.WatchPartnersResponse
+	47, // [47:49] is the sub-list for method output_type
+	45, // [45:47] is the sub-list for method input_type
 	45, // [45:45] is the sub-list for extension type_name
 	45, // [45:45] is the sub-list for extension extendee
 	0,  // [0:45] is the sub-list for field type_name
@@ -2442,7 +2534,7 @@ func file_knooppunt_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_knooppunt_v1_command_proto_rawDesc), len(file_knooppunt_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

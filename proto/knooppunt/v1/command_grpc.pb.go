@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReplicaService_Apply_FullMethodName = "/knooppunt.v1.ReplicaService/Apply"
+	ReplicaService_Apply_FullMethodName         = "/knooppunt.v1.ReplicaService/Apply"
+	ReplicaService_WatchPartners_FullMethodName = "/knooppunt.v1.ReplicaService/WatchPartners"
 )
 
 // ReplicaServiceClient is the client API for ReplicaService service.
@@ -31,6 +32,11 @@ const (
 // while serving a peer.
 type ReplicaServiceClient interface {
 	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// WatchPartners: the leader answers at once, and again each time one of its subscriptions to
+	// the partners opens or breaks, with how often they did since it started. Only the leader
+	// subscribes to partners: a follower learns from it that a partner went away or came back, so
+	// that the pictures open on it ask the partners again at once, as the leader's do.
+	WatchPartners(ctx context.Context, in *WatchPartnersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPartnersResponse], error)
 }
 
 type replicaServiceClient struct {
@@ -51,6 +57,25 @@ func (c *replicaServiceClient) Apply(ctx context.Context, in *ApplyRequest, opts
 	return out, nil
 }
 
+func (c *replicaServiceClient) WatchPartners(ctx context.Context, in *WatchPartnersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPartnersResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReplicaService_ServiceDesc.Streams[0], ReplicaService_WatchPartners_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchPartnersRequest, WatchPartnersResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReplicaService_WatchPartnersClient = grpc.ServerStreamingClient[WatchPartnersResponse]
+
 // ReplicaServiceServer is the server API for ReplicaService service.
 // All implementations must embed UnimplementedReplicaServiceServer
 // for forward compatibility.
@@ -60,6 +85,11 @@ func (c *replicaServiceClient) Apply(ctx context.Context, in *ApplyRequest, opts
 // while serving a peer.
 type ReplicaServiceServer interface {
 	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// WatchPartners: the leader answers at once, and again each time one of its subscriptions to
+	// the partners opens or breaks, with how often they did since it started. Only the leader
+	// subscribes to partners: a follower learns from it that a partner went away or came back, so
+	// that the pictures open on it ask the partners again at once, as the leader's do.
+	WatchPartners(*WatchPartnersRequest, grpc.ServerStreamingServer[WatchPartnersResponse]) error
 	mustEmbedUnimplementedReplicaServiceServer()
 }
 
@@ -72,6 +102,9 @@ type UnimplementedReplicaServiceServer struct{}
 
 func (UnimplementedReplicaServiceServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedReplicaServiceServer) WatchPartners(*WatchPartnersRequest, grpc.ServerStreamingServer[WatchPartnersResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchPartners not implemented")
 }
 func (UnimplementedReplicaServiceServer) mustEmbedUnimplementedReplicaServiceServer() {}
 func (UnimplementedReplicaServiceServer) testEmbeddedByValue()                        {}
@@ -112,6 +145,17 @@ func _ReplicaService_Apply_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReplicaService_WatchPartners_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchPartnersRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReplicaServiceServer).WatchPartners(m, &grpc.GenericServerStream[WatchPartnersRequest, WatchPartnersResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReplicaService_WatchPartnersServer = grpc.ServerStreamingServer[WatchPartnersResponse]
+
 // ReplicaService_ServiceDesc is the grpc.ServiceDesc for ReplicaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +168,12 @@ var ReplicaService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ReplicaService_Apply_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchPartners",
+			Handler:       _ReplicaService_WatchPartners_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "knooppunt/v1/command.proto",
 }
