@@ -930,6 +930,16 @@ func TestClusterTwoWipedReplicasRejoinTheSurvivor(t *testing.T) {
 	c.Converged(t, 30*time.Second, c.Replicas...)
 	for _, r := range c.Replicas {
 		clustertest.VerifyAcked(t, r, acked)
+		// Started empty, each asked for no vote until it held the survivor's log; having it, each
+		// stands again (store.catchUp), or the group could not lose its leader once more.
+		status := pb.NewStatusServiceClient(r.Local(t))
+		clustertest.Eventually(t, 10*time.Second, r.ID+" has caught up", func() (bool, string) {
+			st, err := status.Status(clustertest.Call(t), &pb.StatusRequest{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return !st.CatchingUp, fmt.Sprintf("catching up at applied index %d", st.AppliedIndex)
+		})
 	}
 }
 

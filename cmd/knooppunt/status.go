@@ -56,6 +56,9 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 					if st.SnapshotRefused != "" {
 						doc["snapshot_refused"], doc["snapshot_refused_at"] = st.SnapshotRefused, optionalTime(st.SnapshotRefusedAt)
 					}
+					if st.CatchingUp {
+						doc["catching_up"] = true
+					}
 					if st.ConfigBroken != "" {
 						doc["config_broken"], doc["config_broken_at"] = st.ConfigBroken, optionalTime(st.ConfigBrokenAt)
 					}
@@ -301,9 +304,16 @@ func raftLine(st *pb.StatusResponse, now time.Time) string {
 		if st.LeaderSeenAt != nil {
 			since = "none for " + roughly(now.Sub(st.LeaderSeenAt.AsTime()))
 		}
+		if st.CatchingUp {
+			// Started empty, it must not be elected with part of the log (docs/cluster.md).
+			return fmt.Sprintf("%s, NO LEADER, %s (applied index %d), CATCHING UP: this replica started on an empty Raft directory and holds only part of the group's log, so it asks for no vote: the group needs a replica that holds the whole log, or a majority of others; start them (cluster status on another member shows the group): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
+		}
 		return fmt.Sprintf("%s, NO LEADER, %s (applied index %d): this replica reaches no majority of its group, or it was removed while it was down or cut off, which it cannot know (cluster status on another member shows the group): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
 	}
 	line := fmt.Sprintf("%s (leader %s, applied index %d)", st.RaftState, st.Leader, st.AppliedIndex)
+	if st.CatchingUp {
+		line += "; catching up: started on an empty Raft directory, it asks for no vote until it holds everything the leader committed"
+	}
 	if n := int(st.Voters); len(st.Unreachable) > 0 && n > 0 {
 		reach := n - len(st.Unreachable)
 		line += fmt.Sprintf("; %d of %d replicas reachable, not %s", reach, n, strings.Join(st.Unreachable, ", "))

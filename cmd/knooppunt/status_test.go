@@ -123,6 +123,11 @@ func TestRaftLine(t *testing.T) {
 		{&pb.StatusResponse{RaftState: "Follower", Leader: "r2", AppliedIndex: 9, SnapshotRefused: "db: restore: snapshot is not a knooppunt database: schema version 29, want 1 to 28",
 			SnapshotRefusedAt: timestamppb.New(now.Add(-time.Minute))},
 			[]string{"Follower, leader r2 (applied index 9): THIS REPLICA CANNOT RESTORE ITS LEADER'S SNAPSHOT since ", ": schema version 29, want 1 to 28: it takes in nothing more", "upgrade this replica"}, "(leader r2, applied"},
+		// A replica that started empty says it asks for no vote, with a leader or without.
+		{&pb.StatusResponse{RaftState: "Follower", Leader: "r1", AppliedIndex: 40, CatchingUp: true},
+			[]string{"Follower (leader r1, applied index 40); catching up: started on an empty Raft directory, it asks for no vote"}, "NO LEADER"},
+		{&pb.StatusResponse{RaftState: "Candidate", AppliedIndex: 22, CatchingUp: true, LeaderSeenAt: timestamppb.New(now.Add(-time.Minute))},
+			[]string{"Candidate, NO LEADER, none for 1m0s (applied index 22), CATCHING UP:", "holds only part of the group's log, so it asks for no vote"}, "no majority"},
 	} {
 		got := raftLine(c.st, now)
 		for _, w := range c.want {

@@ -142,12 +142,14 @@ type Store struct {
 	erase  *eraser
 	erased chan struct{} // closed when eraseLoop returns
 	trans  raft.Transport
-	fsm    *fsm
-	queue  chan *pending
-	stop   chan struct{}
-	done   chan struct{}
-	mu     sync.RWMutex // held for reading while a write is being queued
-	closed bool
+	// catchUp is set on a replica its group reached on an empty Raft directory (see catchUp).
+	catchUp *catchUp
+	fsm     *fsm
+	queue   chan *pending
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.RWMutex // held for reading while a write is being queued
+	closed  bool
 	// readTerm is the last term in which this replica, as leader, applied every entry of
 	// earlier terms: strong reads in it need no barrier.
 	readTerm atomic.Uint64
@@ -282,6 +284,16 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 
+	// A replica its group reaches on an empty Raft directory asks for no vote until it holds what
+	// its leader committed (catchUp); one that bootstraps a new group stands at once.
+	raftTrans := trans
+	var cu *catchUp
+	if !has && cfg.Transport != nil && (len(conf.Servers) > 1 || !cfg.Bootstrap) {
+		if cu = newCatchUp(trans); cu != nil {
+			raftTrans = cu
+		}
+	}
+
 	erase := newEraser()
 	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note, stop: cfg.Stop}
 	machine.settleAtDB()
@@ -294,8 +306,11 @@ func Open(cfg Config) (*Store, error) {
 		logs.Close()
 		return nil, fmt.Errorf("store: log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, machine, cached, logs, snaps, trans)
+	r, err := raft.NewRaft(rc, machine, cached, logs, snaps, raftTrans)
 	if err != nil {
+		if cu != nil {
+			cu.Close()
+		}
 		logs.Close()
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
@@ -309,6 +324,7 @@ func Open(cfg Config) (*Store, error) {
 		erase:     erase,
 		erased:    make(chan struct{}),
 		trans:     trans,
+		catchUp:   cu,
 		fsm:       machine,
 		queue:     make(chan *pending, 4096),
 		stop:      make(chan struct{}),
@@ -318,6 +334,10 @@ func Open(cfg Config) (*Store, error) {
 	s.bg.cnd = sync.NewCond(&s.bg.mu)
 	if lateBootstrap != nil {
 		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
+	}
+	if cu != nil && !cu.done.Load() {
+		s.log.Info("this replica starts on an empty Raft directory: it asks for votes once it holds what its leader committed")
+		go s.followUntilCaughtUp()
 	}
 	go s.commitLoop()
 	go s.snapshotBySize(machine)
@@ -467,6 +487,7 @@ func (s *Store) bootstrapUnlessJoined(conf raft.Configuration, wait time.Duratio
 	err := s.raft.BootstrapCluster(conf).Error()
 	switch {
 	case err == nil:
+		s.standForElection("bootstrapped a new group")
 	case errors.Is(err, raft.ErrCantBootstrap):
 		s.log.Info("not bootstrapping: the group reached this replica as it was about to")
 	default:

@@ -75,6 +75,7 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 		LastBackupAt:     lastBackup(s.c.DB),
 		DiskFreeBytes:    int64(s.c.DB.DiskFree()),
 		DiskReserveBytes: int64(s.c.Store.Reserve()),
+		CatchingUp:       s.c.Store.CatchingUp(),
 	}
 	if at := s.c.Store.LeaderSeen(); !at.IsZero() {
 		resp.LeaderSeenAt = timestamppb.New(at)

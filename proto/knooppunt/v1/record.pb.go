@@ -2276,8 +2276,12 @@ type StatusResponse struct {
 	// its health is NOT_SERVING. A snapshot of a newer release's database is refused this way.
 	SnapshotRefused   string                 `protobuf:"bytes,26,opt,name=snapshot_refused,json=snapshotRefused" json:"snapshot_refused,omitempty"`
 	SnapshotRefusedAt *timestamppb.Timestamp `protobuf:"bytes,27,opt,name=snapshot_refused_at,json=snapshotRefusedAt" json:"snapshot_refused_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// catching_up says that this replica started on an empty Raft directory (new, or its disk
+	// lost) and does not yet hold everything its leader committed: until it does, it asks for no
+	// vote, so that it is never elected with part of the log (docs/cluster.md).
+	CatchingUp    bool `protobuf:"varint,28,opt,name=catching_up,json=catchingUp" json:"catching_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2499,6 +2503,13 @@ func (x *StatusResponse) GetSnapshotRefusedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StatusResponse) GetCatchingUp() bool {
+	if x != nil {
+		return x.CatchingUp
+	}
+	return false
+}
+
 var File_knooppunt_v1_record_proto protoreflect.FileDescriptor
 
 const file_knooppunt_v1_record_proto_rawDesc = "" +
@@ -2657,7 +2668,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"K\n" +
 	"\x12BackupKeptResponse\x125\n" +
 	"\btaken_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x0f\n" +
-	"\rStatusRequest\"\xd6\b\n" +
+	"\rStatusRequest\"\xf7\b\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2690,7 +2701,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\vrestart_for\x18\x19 \x03(\tR\n" +
 	"restartFor\x12)\n" +
 	"\x10snapshot_refused\x18\x1a \x01(\tR\x0fsnapshotRefused\x12J\n" +
-	"\x13snapshot_refused_at\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\x11snapshotRefusedAt*h\n" +
+	"\x13snapshot_refused_at\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\x11snapshotRefusedAt\x12\x1f\n" +
+	"\vcatching_up\x18\x1c \x01(\bR\n" +
+	"catchingUp*h\n" +
 	"\x0eClassification\x12\x1e\n" +
 	"\x1aCLASSIFICATION_UNSPECIFIED\x10\x00\x12\n" +
 	"\n" +

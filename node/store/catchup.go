@@ -1,0 +1,171 @@
+package store
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// catchUp keeps a replica that its group reached on an empty Raft directory (a new replica, or
+// one whose disk was lost) from being elected until it holds every entry its leader has
+// committed. Raft alone lets it stand as soon as it has the group's configuration: should the
+// leader stop while two such replicas hold only part of its log, they elect one of themselves,
+// and the entries that only the leader held, committed with the votes the two gave before they
+// lost their disks, are overwritten when it comes back. Until it has caught up, the replica asks
+// nobody for a vote: Raft asks for pre-votes first (hashicorp/raft does, over a transport that
+// carries them), and catchUp answers each of its own as refused without sending it, so that it
+// never gets to the election proper. It still notices a leader that went (and forgets it), and it
+// still votes, so that a replica that holds the log can lead with it.
+//
+// Caught up means: it has applied the leader's commit index, as the leader's last AppendEntries
+// gave it, and the entry there is of the leader's term. A leader knows every entry committed
+// before its term to be committed only once it committed one of its own, and a replica that
+// holds that entry holds everything before it.
+//
+// catchUp sits between the transport and Raft to read the leader's term and commit index off
+// each AppendEntries, which Raft does not tell: on the replica, Raft's commit index stops at the
+// last entry it holds.
+type catchUp struct {
+	raft.Transport
+	preVote raft.WithPreVote
+	rpcs    chan raft.RPC
+	closed  chan struct{}
+	close   sync.Once
+	heard   chan struct{} // an AppendEntries was noted since it was last drained
+	done    atomic.Bool   // caught up: nothing more is noted, and pre-votes go out
+
+	mu     sync.Mutex
+	term   uint64 // the newest term of a leader heard from
+	commit uint64 // the highest commit index that leader gave
+}
+
+// newCatchUp wraps t, or returns nil when t carries no pre-votes: Raft then asks for votes
+// directly, each time in a new term, and refusing those would unseat the leader at every try.
+func newCatchUp(t raft.Transport) *catchUp {
+	pv, ok := t.(raft.WithPreVote)
+	if !ok {
+		return nil
+	}
+	c := &catchUp{Transport: t, preVote: pv, rpcs: make(chan raft.RPC), closed: make(chan struct{}), heard: make(chan struct{}, 1)}
+	go c.forward(t.Consumer())
+	return c
+}
+
+// RequestPreVote asks target for a pre-vote once this replica has caught up; before, it answers
+// as target would to a replica whose log is behind its own.
+func (c *catchUp) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if !c.done.Load() {
+		resp.Term, resp.Granted = args.Term, false
+		return nil
+	}
+	return c.preVote.RequestPreVote(id, target, args, resp)
+}
+
+// Consumer is where Raft takes the RPCs that reach the replica.
+func (c *catchUp) Consumer() <-chan raft.RPC { return c.rpcs }
+
+// Close stops the forwarding and closes the transport under it (Raft closes its transport when
+// it shuts down).
+func (c *catchUp) Close() error {
+	c.close.Do(func() { close(c.closed) })
+	if t, ok := c.Transport.(raft.WithClose); ok {
+		return t.Close()
+	}
+	return nil
+}
+
+// forward hands Raft every RPC, and notes the term and commit index of each AppendEntries until
+// the replica has caught up.
+func (c *catchUp) forward(in <-chan raft.RPC) {
+	for {
+		select {
+		case rpc := <-in:
+			if a, ok := rpc.Command.(*raft.AppendEntriesRequest); ok && !c.done.Load() {
+				c.note(a.Term, a.LeaderCommitIndex)
+			}
+			select {
+			case c.rpcs <- rpc:
+			case <-c.closed:
+				return
+			}
+		case <-c.closed:
+			return
+		}
+	}
+}
+
+func (c *catchUp) note(term, commit uint64) {
+	c.mu.Lock()
+	switch {
+	case term > c.term:
+		c.term, c.commit = term, commit
+	case term == c.term:
+		c.commit = max(c.commit, commit)
+	}
+	c.mu.Unlock()
+	select {
+	case c.heard <- struct{}{}:
+	default:
+	}
+}
+
+// leader is the newest leader's term and commit index heard.
+func (c *catchUp) leader() (term, commit uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.term, c.commit
+}
+
+// catchUpCheck is how often a catching-up replica looks again whether it has caught up when no
+// AppendEntries came: it applies what it took in after the message that gave the commit index.
+const catchUpCheck = 50 * time.Millisecond
+
+// followUntilCaughtUp waits until this replica has caught up (see catchUp), then lets it stand
+// for election. It returns when the store closes first.
+func (s *Store) followUntilCaughtUp() {
+	t := time.NewTicker(catchUpCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.catchUp.heard:
+		case <-t.C:
+		}
+		if s.caughtUp() {
+			s.standForElection("caught up with the leader: this replica now stands for election", "applied_index", s.raft.AppliedIndex())
+			return
+		}
+	}
+}
+
+// caughtUp reports whether this replica has applied its leader's commit index, at an entry of
+// that leader's term.
+func (s *Store) caughtUp() bool {
+	term, commit := s.catchUp.leader()
+	if commit == 0 || term != s.raft.CurrentTerm() || s.raft.AppliedIndex() < commit {
+		return false
+	}
+	var l raft.Log
+	if err := s.logs.GetLog(commit, &l); err == nil {
+		return l.Term == term
+	}
+	// Not in the log: the entry a snapshot ends with, if it is the one.
+	metas, err := s.snaps.List()
+	return err == nil && len(metas) > 0 && metas[0].Index == commit && metas[0].Term == term
+}
+
+// standForElection ends the catching up: this replica asks for votes from now on. It says why in
+// the log.
+func (s *Store) standForElection(msg string, args ...any) {
+	if s.catchUp == nil || s.catchUp.done.Swap(true) {
+		return
+	}
+	s.log.Info(msg, args...)
+}
+
+// CatchingUp reports whether this replica, reached by its group on an empty Raft directory, does
+// not yet hold everything its leader has committed, and so asks nobody for a vote.
+func (s *Store) CatchingUp() bool { return s.catchUp != nil && !s.catchUp.done.Load() }

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/knooppunt/knooppunt/node/db"
+)
+
+// dropAppends is a real TCP transport whose replica, while drop is set, takes in no
+// AppendEntries that carry entries, as behind a network that loses them: heartbeats and
+// snapshots still come through.
+type dropAppends struct {
+	*raft.NetworkTransport
+	drop atomic.Bool
+	rpcs chan raft.RPC
+}
+
+func newDropAppends(t *testing.T, addr string) *dropAppends {
+	t.Helper()
+	var tr *raft.NetworkTransport
+	var err error
+	// The address of a replica stopped a moment ago: its port may take a moment to be free.
+	for range 50 {
+		if tr, err = raft.NewTCPTransport(addr, nil, 3, time.Second, quietWriter{}); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dropAppends{NetworkTransport: tr, rpcs: make(chan raft.RPC)}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); tr.Close() })
+	go func() {
+		for {
+			select {
+			case rpc := <-tr.Consumer():
+				if a, ok := rpc.Command.(*raft.AppendEntriesRequest); ok && len(a.Entries) > 0 && d.drop.Load() {
+					rpc.Respond(nil, errors.New("dropped"))
+					continue
+				}
+				select {
+				case d.rpcs <- rpc:
+				case <-stop:
+					return
+				}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return d
+}
+
+func (d *dropAppends) Consumer() <-chan raft.RPC { return d.rpcs }
+
+type quietWriter struct{}
+
+func (quietWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// replica is one replica of a test group: its store, database and transport, in dir.
+type replica struct {
+	id, addr, dir string
+	tr            *dropAppends
+	db            *db.DB
+	s             *Store
+}
+
+func (r *replica) open(t *testing.T, servers []raft.Server) {
+	t.Helper()
+	r.tr = newDropAppends(t, r.addr)
+	r.addr = string(r.tr.LocalAddr())
+	r.db = openDB(t, filepath.Join(r.dir, "knooppunt.db"))
+	s, err := Open(Config{Dir: filepath.Join(r.dir, "raft"), DB: r.db, ReplicaID: r.id, Transport: r.tr, Bootstrap: true, Servers: servers,
+		ElectionTimeout: 50 * time.Millisecond, CommitTimeout: 5 * time.Millisecond, TrailingLogs: 2, SnapshotThreshold: 1 << 20, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.s = s
+	t.Cleanup(func() { s.Close() })
+}
+
+func (r *replica) close(t *testing.T) {
+	t.Helper()
+	if err := r.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAReplicaStandsForElectionOnlyOnceCaughtUp: two replicas of three lose their disks and
+// rejoin the third, which has compacted its log into a snapshot. They take in the snapshot, and
+// the network loses the entries after it; then the third stops. Raft alone lets the two elect one
+// of themselves, and the group goes on without the entries after the snapshot, which were
+// committed. Caught up only when they hold them, the two elect nobody (and know they have no
+// leader); when the third comes back it leads, they catch up, and once they have, the two elect
+// one of themselves when it stops.
+func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
+	reps := make([]*replica, 3)
+	var servers []raft.Server
+	for i := range reps {
+		reps[i] = &replica{id: fmt.Sprintf("replica-%d", i+1), addr: "127.0.0.1:0", dir: t.TempDir()}
+		reps[i].tr = newDropAppends(t, reps[i].addr)
+		reps[i].addr = string(reps[i].tr.LocalAddr())
+		reps[i].tr.Close() // the address is kept for open
+		servers = append(servers, raft.Server{ID: raft.ServerID(reps[i].id), Address: raft.ServerAddress(reps[i].addr), Suffrage: raft.Voter})
+	}
+	for _, r := range reps {
+		r.open(t, servers)
+	}
+	leaderOf := func(rs ...*replica) *replica {
+		for _, r := range rs {
+			if r.s.IsLeader() {
+				return r
+			}
+		}
+		return nil
+	}
+	waitFor := func(what string, within time.Duration, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within %s: %s", within, what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("a leader of the new group", 10*time.Second, func() bool { return leaderOf(reps...) != nil })
+	// A new group: the replica that bootstrapped it stands at once, the others once they caught up.
+	waitFor("every replica of the new group stands for election", 10*time.Second, func() bool {
+		return !slices.ContainsFunc(reps, func(r *replica) bool { return r.s.CatchingUp() })
+	})
+
+	survivor := leaderOf(reps...)
+	for i := range 20 {
+		write(t, survivor.s, rec(fmt.Sprintf("before-%02d", i), `{}`))
+	}
+	if err := survivor.s.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	snapshot := survivor.s.AppliedIndex()
+	for i := range 10 {
+		write(t, survivor.s, rec(fmt.Sprintf("after-%02d", i), `{}`))
+	}
+	want := feed(t, survivor.db, lastSeq(t, survivor.db))
+
+	// The two others lose their disks, and come back to a network that loses entries.
+	var wiped []*replica
+	for _, r := range reps {
+		if r != survivor {
+			r.close(t)
+			r.dir = t.TempDir()
+			r.open(t, servers)
+			r.tr.drop.Store(true)
+			wiped = append(wiped, r)
+		}
+	}
+	for _, r := range wiped {
+		waitFor(r.id+" takes in the survivor's snapshot", 10*time.Second, func() bool { return r.s.AppliedIndex() >= snapshot })
+		if !r.s.CatchingUp() {
+			t.Fatalf("%s, reached on an empty Raft directory, holds up to %d of the survivor's %d, and stands for election", r.id, r.s.AppliedIndex(), survivor.s.AppliedIndex())
+		}
+	}
+	survivor.close(t)
+	time.Sleep(2 * time.Second) // 40 election timeouts
+	if l := leaderOf(wiped...); l != nil {
+		t.Fatalf("%s was elected while it held up to %d only: the entries after the survivor's snapshot at %d are lost", l.id, l.s.AppliedIndex(), snapshot)
+	}
+	for _, r := range wiped {
+		if l := r.s.Leader(); l != "" {
+			t.Errorf("%s still names %q its leader, 40 election timeouts after it stopped", r.id, l)
+		}
+	}
+
+	// The survivor comes back, on its own disk, and the network carries entries again.
+	for _, r := range wiped {
+		r.tr.drop.Store(false)
+	}
+	survivor.open(t, servers)
+	waitFor("the survivor leads again", 10*time.Second, func() bool { return leaderOf(reps...) == survivor })
+	for _, r := range wiped {
+		waitFor(r.id+" catches up and stands for election", 10*time.Second, func() bool { return !r.s.CatchingUp() })
+		if got := feed(t, r.db, lastSeq(t, r.db)); !slices.Equal(got, want) {
+			t.Fatalf("%s after catching up:\n%s\nwant:\n%s", r.id, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+
+	// Caught up, the two elect one of themselves when the survivor stops.
+	survivor.close(t)
+	waitFor("one of the caught-up replicas leads", 10*time.Second, func() bool { return leaderOf(wiped...) != nil })
+	l := leaderOf(wiped...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	write(t, l.s, rec("after-the-survivor", `{}`))
+}
