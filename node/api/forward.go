@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -152,6 +153,33 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	f.conns[addr] = forwardConn{conn: c, svid: identity.MarkSVID(f.SVID)}
 	return c, nil
+}
+
+// leaderRedial is how long a forwarded call waits, at most, for its connection to the leader to
+// try again (replicaReconnect) when the last attempt failed: a call fails at once while the
+// connection waits, and a leader that came up meanwhile (this replica started before it, or it
+// was restarted) answers the next attempt.
+const leaderRedial = 1500 * time.Millisecond
+
+// unconnected reports whether err is grpc's failure of a call that its connection could not
+// send, as it had no connection: such a call did not reach the other replica.
+func unconnected(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), "connection error")
+}
+
+// awaitReady waits up to within, and while ctx lasts, for c to be connected, and reports whether
+// it is.
+func awaitReady(ctx context.Context, c *grpc.ClientConn, within time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	c.Connect()
+	for s := c.GetState(); s != connectivity.Ready; s = c.GetState() {
+		if s == connectivity.Shutdown || !c.WaitForStateChange(ctx, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // Close closes the connections to other replicas.
@@ -341,12 +369,16 @@ func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, e
 		who = caller.ID.String()
 	}
 	out := metadata.AppendToOutgoingContext(ctx, OnBehalfOf, who)
-	if err := conn.Invoke(out, method, req, reply); err != nil {
+	err = conn.Invoke(out, method, req, reply)
+	if unconnected(err) && awaitReady(ctx, conn, leaderRedial) {
+		err = conn.Invoke(out, method, req, reply)
+	}
+	if err != nil {
 		// grpc's own error for a leader it cannot reach would read, at the caller, as if this
 		// replica could not be reached: say whose connection failed.
-		if st := status.Convert(err); st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), "connection error") {
+		if unconnected(err) {
 			id := f.Store.Leader()
-			return nil, status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s (%s): the group elects a new leader within seconds if it is gone; retry shortly", id, f.APIAddress(id), st.Message())
+			return nil, status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s (%s): the group elects a new leader within seconds if it is gone; retry shortly", id, f.APIAddress(id), status.Convert(err).Message())
 		}
 		return nil, err
 	}

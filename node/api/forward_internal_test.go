@@ -1,10 +1,15 @@
 package api
 
 import (
+	"net"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
@@ -42,5 +47,55 @@ func TestForwarderDialsAnewAfterRenewal(t *testing.T) {
 		if c.GetState() != connectivity.Shutdown {
 			t.Errorf("the %s connection is open after Close", name)
 		}
+	}
+}
+
+// TestForwardWaitsForALeaderThatCameUp: a connection whose last attempt failed (this replica
+// dialled the leader before it listened) fails a call at once, without sending it; the
+// forwarder waits for the next attempt, which reaches the leader now up, instead of refusing the
+// write. A leader still down is given up on within leaderRedial.
+func TestForwardWaitsForALeaderThatCameUp(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), replicaReconnect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	health := healthpb.NewHealthClient(conn)
+	_, err = health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if !unconnected(err) {
+		t.Fatalf("a call with nothing listening: %v, want a connection error", err)
+	}
+	start := time.Now()
+	if awaitReady(t.Context(), conn, 300*time.Millisecond) {
+		t.Fatal("awaitReady with nothing listening: true")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("awaitReady took %s to give up, want about 300ms", d)
+	}
+
+	// The leader comes up: the next attempt reaches it.
+	lis, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, grpchealth.NewServer())
+	go srv.Serve(lis)
+	defer srv.Stop()
+	_, err = health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if !unconnected(err) {
+		t.Skipf("the connection tried again before the call (%v): nothing to wait for", err)
+	}
+	if !awaitReady(t.Context(), conn, leaderRedial) {
+		t.Fatalf("not connected within %s of the leader coming up: %s", leaderRedial, conn.GetState())
+	}
+	if _, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a call once connected: %v", err)
 	}
 }
