@@ -163,6 +163,53 @@ func TestAttachmentTravelsUnderThePolicy(t *testing.T) {
 	}
 }
 
+// TestDownloadOfAConfidentialFileIsAudited (review AD, AD2): the file of a confidential record is
+// read as the record is, and kept in the audit log with who read it: at the source, of its own
+// record; at a partner that holds the record, of its copy, named by its origin. The partner's
+// download was not audited.
+func TestDownloadOfAConfidentialFileIsAudited(t *testing.T) {
+	f := fedtest.Start(t, fedtest.Options{Orgs: 2})
+	a, b := f.Orgs[0], f.Orgs[1]
+	pdf := attach.SimplePDF("Draaiboek evacuatie", []string{"Verzamelpunten en routes, niet openbaar."})
+	sum := sha256.Sum256(pdf)
+	hash := hex.EncodeToString(sum[:])
+	att, err := attach.Upload(fedtest.Call(t), pb.NewAttachmentServiceClient(a.Local(t)), "draaiboek.pdf", bytes.NewReader(pdf), int64(len(pdf)), hash, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"title": "Draaiboek evacuatie", "text": "Zie de bijlage.", "attachments": []*pb.Attachment{att}})
+	a.Approve(t, policyDoc("guidance-to-b", spiffeOf(b), "guidance", "confidential", ""))
+	a.Put(t, &pb.Record{Id: "draaiboek", Kind: "guidance", Crisis: "oekraine", Region: "NL", Classification: pb.Classification_CONFIDENTIAL, Body: body})
+	waitHeld(t, b, "oekraine", a.TD.Name(), map[string]int64{"draaiboek": 1}, "b holds the draaiboek")
+	download := func(o *fedtest.Org, id string) error {
+		var out bytes.Buffer
+		return attach.Download(fedtest.Call(t), pb.NewAttachmentServiceClient(o.Local(t)), id, hash, nil, &out, nil)
+	}
+	fedtest.Eventually(t, 20*time.Second, "b fetched the PDF and serves it", func() (bool, string) {
+		err := download(b, a.TD.Name()+"/draaiboek")
+		return err == nil, fmt.Sprint(err)
+	})
+	if err := download(a, "draaiboek"); err != nil {
+		t.Fatal(err)
+	}
+	for o, id := range map[*fedtest.Org]string{a: "draaiboek", b: a.TD.Name() + "/draaiboek"} {
+		fedtest.Eventually(t, 10*time.Second, o.Name+" audits the download of "+id, func() (bool, string) {
+			entries := o.Audit(t, db.AuditRecordRead)
+			for _, e := range entries {
+				var d struct {
+					Via            string
+					Classification string
+					IDs            []string
+				}
+				if json.Unmarshal([]byte(e.Detail), &d) == nil && d.Via == "Download" && d.Classification == "confidential" && slices.Equal(d.IDs, []string{id}) && e.Actor == "local socket" {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("record.read entries: %v", entries)
+		})
+	}
+}
+
 // TestAttachmentFetchKeepsOutOfTheRecordsWay: with a byte budget that takes half a minute over a
 // file, the records written after the one that names it reach the recipient at once; the file
 // follows in the background.

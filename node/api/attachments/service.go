@@ -192,11 +192,14 @@ func (s *Service) Download(req *pb.DownloadRequest, stream grpc.ServerStreamingS
 		}
 		return api.Status(s.c.Logger, db.ErrFileNotFound)
 	}
+	// A file of a confidential record is read as the record is (review AD, AD2): an own record as
+	// a Get of it, a partner's as a search of it.
 	if origin == "" {
-		// A file of an own confidential record is read as the record is (review AD, AD2).
 		if r, err := s.c.DB.Get(ctx, id); err == nil {
 			api.AuditRead(ctx, s.c.Store, s.c.Logger, r.GetOrigin(), "Download", r)
 		}
+	} else if held, err := s.c.DB.ForeignList(ctx, db.ForeignFilter{Origin: origin, IDs: []string{id}, Mode: db.ModeFrom(req.Mode), Limit: 1}); err == nil && len(held) == 1 {
+		api.AuditRead(ctx, s.c.Store, s.c.Logger, "", "Download", held[0].Record)
 	}
 	send := func(msg *pb.FileData) error {
 		if msg.Attachment != nil {
