@@ -352,6 +352,12 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 				n.log.Warn("could not apply the log before serving; reads may lag until the next write", "err", err)
 			}
 		}
+		// A replica that started empty (new, or its disk lost) waits, within the same bound, to
+		// hold what its leader committed: its first reads are then the group's, and a new group
+		// whose first leader stops at once has another replica that may stand (store.catchUp).
+		if err := n.store.WaitCaughtUp(waitCtx); err != nil && ctx.Err() == nil && n.store.Leader() != "" {
+			n.log.Info("still catching up with the leader: serving what this replica holds so far", "waited", wait, "applied_index", n.store.AppliedIndex())
+		}
 	}
 
 	// Peers accepted through Raft count from the start, merged with the config file's; the log

@@ -1,6 +1,12 @@
 package store
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,16 +35,55 @@ import (
 // last entry it holds.
 type catchUp struct {
 	raft.Transport
-	preVote raft.WithPreVote
-	rpcs    chan raft.RPC
-	closed  chan struct{}
-	close   sync.Once
-	heard   chan struct{} // an AppendEntries was noted since it was last drained
-	done    atomic.Bool   // caught up: nothing more is noted, and pre-votes go out
+	preVote  raft.WithPreVote
+	rpcs     chan raft.RPC
+	closed   chan struct{}
+	close    sync.Once
+	heard    chan struct{} // an AppendEntries was noted since it was last drained
+	done     atomic.Bool   // caught up: nothing more is noted, and pre-votes go out
+	caughtUp chan struct{} // closed once done
 
 	mu     sync.Mutex
 	term   uint64 // the newest term of a leader heard from
 	commit uint64 // the highest commit index that leader gave
+}
+
+// catchUpFile, in the Raft directory, says that the replica is catching up: a restart before it
+// has caught up (its log no longer empty) catches up still.
+const catchUpFile = "catching-up"
+
+// startCatchUp returns the catchUp of a replica that starts empty (empty: reached by its group on
+// an empty Raft directory) or that had not caught up when it stopped, and nil for any other
+// (catchUp is nil too over a transport without pre-votes, or without a transport).
+func startCatchUp(cfg Config, t raft.Transport, empty bool) (*catchUp, error) {
+	marker := filepath.Join(cfg.Dir, catchUpFile)
+	_, err := os.Stat(marker)
+	restarted := err == nil
+	if cfg.Transport == nil || !empty && !restarted {
+		return nil, removeCatchUpFile(cfg.Dir)
+	}
+	c := newCatchUp(t)
+	if c == nil {
+		return nil, removeCatchUpFile(cfg.Dir)
+	}
+	if !restarted {
+		text := "This replica started on an empty Raft directory at " + time.Now().UTC().Format(time.RFC3339) +
+			", and asks for no vote until it holds everything its leader committed (docs/cluster.md,\n" +
+			"A replica whose disk was lost). Knooppunt removes this file then.\n"
+		if err := writeSynced(marker, []byte(text)); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// removeCatchUpFile removes the file that says the replica is catching up, if there is one.
+func removeCatchUpFile(dir string) error {
+	if err := os.Remove(filepath.Join(dir, catchUpFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
 }
 
 // newCatchUp wraps t, or returns nil when t carries no pre-votes: Raft then asks for votes
@@ -48,7 +93,7 @@ func newCatchUp(t raft.Transport) *catchUp {
 	if !ok {
 		return nil
 	}
-	c := &catchUp{Transport: t, preVote: pv, rpcs: make(chan raft.RPC), closed: make(chan struct{}), heard: make(chan struct{}, 1)}
+	c := &catchUp{Transport: t, preVote: pv, rpcs: make(chan raft.RPC), closed: make(chan struct{}), heard: make(chan struct{}, 1), caughtUp: make(chan struct{})}
 	go c.forward(t.Consumer())
 	return c
 }
@@ -145,7 +190,8 @@ func (s *Store) followUntilCaughtUp() {
 // that leader's term.
 func (s *Store) caughtUp() bool {
 	term, commit := s.catchUp.leader()
-	if commit == 0 || term != s.raft.CurrentTerm() || s.raft.AppliedIndex() < commit {
+	// SettledThrough, not Raft's applied index, which counts entries handed to the FSM.
+	if commit == 0 || term != s.raft.CurrentTerm() || !s.SettledThrough(commit) {
 		return false
 	}
 	var l raft.Log
@@ -163,9 +209,46 @@ func (s *Store) standForElection(msg string, args ...any) {
 	if s.catchUp == nil || s.catchUp.done.Swap(true) {
 		return
 	}
+	close(s.catchUp.caughtUp)
+	if err := removeCatchUpFile(s.cfg.Dir); err != nil {
+		// Harmless but for a restart: the replica would catch up again, which takes a moment.
+		s.log.Warn("caught up, but cannot remove the file that says this replica is catching up", "err", err)
+	}
 	s.log.Info(msg, args...)
+}
+
+// WaitCaughtUp waits until this replica is not catching up (see CatchingUp), or ctx ends.
+func (s *Store) WaitCaughtUp(ctx context.Context) error {
+	if s.catchUp == nil {
+		return nil
+	}
+	select {
+	case <-s.catchUp.caughtUp:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // CatchingUp reports whether this replica, reached by its group on an empty Raft directory, does
 // not yet hold everything its leader has committed, and so asks nobody for a vote.
 func (s *Store) CatchingUp() bool { return s.catchUp != nil && !s.catchUp.done.Load() }
+
+// writeSynced writes data to path, and syncs it and its directory, so that a crash keeps it.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/knooppunt/knooppunt/node/db"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
 // dropAppends is a real TCP transport whose replica, while drop is set, takes in no
@@ -83,7 +84,7 @@ func (r *replica) open(t *testing.T, servers []raft.Server) {
 	r.addr = string(r.tr.LocalAddr())
 	r.db = openDB(t, filepath.Join(r.dir, "knooppunt.db"))
 	s, err := Open(Config{Dir: filepath.Join(r.dir, "raft"), DB: r.db, ReplicaID: r.id, Transport: r.tr, Bootstrap: true, Servers: servers,
-		ElectionTimeout: 50 * time.Millisecond, CommitTimeout: 5 * time.Millisecond, TrailingLogs: 2, SnapshotThreshold: 1 << 20, Logger: quiet})
+		ElectionTimeout: 500 * time.Millisecond, CommitTimeout: 5 * time.Millisecond, TrailingLogs: 2, SnapshotThreshold: 1 << 20, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +107,8 @@ func (r *replica) close(t *testing.T) {
 // the network loses the entries after it; then the third stops. Raft alone lets the two elect one
 // of themselves, and the group goes on without the entries after the snapshot, which were
 // committed. Caught up only when they hold them, the two elect nobody (and know they have no
-// leader); when the third comes back it leads, they catch up, and once they have, the two elect
-// one of themselves when it stops.
+// leader), also once restarted; when the third comes back it leads, they catch up, and once they
+// have, the two elect one of themselves when it stops.
 func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
 	reps := make([]*replica, 3)
 	var servers []raft.Server
@@ -145,16 +146,27 @@ func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
 		return !slices.ContainsFunc(reps, func(r *replica) bool { return r.s.CatchingUp() })
 	})
 
-	survivor := leaderOf(reps...)
-	for i := range 20 {
-		write(t, survivor.s, rec(fmt.Sprintf("before-%02d", i), `{}`))
-	}
-	if err := survivor.s.Snapshot(); err != nil {
-		t.Fatal(err)
-	}
-	snapshot := survivor.s.AppliedIndex()
-	for i := range 10 {
-		write(t, survivor.s, rec(fmt.Sprintf("after-%02d", i), `{}`))
+	// The survivor: a leader that compacts its log into a snapshot and takes more writes after it.
+	// Should the lead move meanwhile (a loaded machine), the new leader does it all again.
+	var survivor *replica
+	var snapshot uint64
+	for try := 0; survivor == nil; try++ {
+		if try == 5 {
+			t.Fatal("the lead moved at each of five tries to write and snapshot")
+		}
+		var l *replica
+		waitFor("a leader", 10*time.Second, func() bool { l = leaderOf(reps...); return l != nil })
+		if err := leaderWrites(l.s, "before", 20); err != nil {
+			continue
+		}
+		if err := l.s.Snapshot(); err != nil {
+			continue
+		}
+		snapshot = l.s.AppliedIndex()
+		if err := leaderWrites(l.s, "after", 10); err != nil {
+			continue
+		}
+		survivor = l
 	}
 	want := feed(t, survivor.db, lastSeq(t, survivor.db))
 
@@ -176,13 +188,29 @@ func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
 		}
 	}
 	survivor.close(t)
-	time.Sleep(2 * time.Second) // 40 election timeouts
+	time.Sleep(4 * time.Second) // 8 election timeouts; without catchUp they elect within 2
 	if l := leaderOf(wiped...); l != nil {
 		t.Fatalf("%s was elected while it held up to %d only: the entries after the survivor's snapshot at %d are lost", l.id, l.s.AppliedIndex(), snapshot)
 	}
 	for _, r := range wiped {
 		if l := r.s.Leader(); l != "" {
-			t.Errorf("%s still names %q its leader, 40 election timeouts after it stopped", r.id, l)
+			t.Errorf("%s still names %q its leader, 8 election timeouts after it stopped", r.id, l)
+		}
+	}
+	// A restart does not end it: each holds the snapshot now, not what the survivor committed
+	// after it.
+	for _, r := range wiped {
+		r.close(t)
+		r.open(t, servers)
+		r.tr.drop.Store(true)
+	}
+	time.Sleep(3 * time.Second)
+	if l := leaderOf(wiped...); l != nil {
+		t.Fatalf("%s was elected after a restart while it held up to %d only", l.id, l.s.AppliedIndex())
+	}
+	for _, r := range wiped {
+		if !r.s.CatchingUp() {
+			t.Errorf("%s restarted while catching up, and stands for election", r.id)
 		}
 	}
 
@@ -201,12 +229,27 @@ func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
 
 	// Caught up, the two elect one of themselves when the survivor stops.
 	survivor.close(t)
-	waitFor("one of the caught-up replicas leads", 10*time.Second, func() bool { return leaderOf(wiped...) != nil })
-	l := leaderOf(wiped...)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := l.s.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
+	var err error
+	for range 5 {
+		var l *replica
+		waitFor("one of the caught-up replicas leads", 10*time.Second, func() bool { l = leaderOf(wiped...); return l != nil })
+		if err = leaderWrites(l.s, "after-the-survivor", 1); err == nil {
+			return
+		}
 	}
-	write(t, l.s, rec("after-the-survivor", `{}`))
+	t.Fatalf("the caught-up replicas lead, and writes fail: %v", err)
+}
+
+// leaderWrites writes n records named prefix-NN through s, and fails at the first error (the
+// lead moved).
+func leaderWrites(s *Store, prefix string, n int) error {
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := s.Write(ctx, []*pb.Record{rec(fmt.Sprintf("%s-%02d", prefix, i), `{}`)})
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -285,13 +285,16 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	// A replica its group reaches on an empty Raft directory asks for no vote until it holds what
-	// its leader committed (catchUp); one that bootstraps a new group stands at once.
+	// its leader committed (catchUp), also after a restart meanwhile; one that bootstraps a new
+	// group stands at once.
 	raftTrans := trans
-	var cu *catchUp
-	if !has && cfg.Transport != nil && (len(conf.Servers) > 1 || !cfg.Bootstrap) {
-		if cu = newCatchUp(trans); cu != nil {
-			raftTrans = cu
-		}
+	cu, err := startCatchUp(cfg, trans, !has && (len(conf.Servers) > 1 || !cfg.Bootstrap))
+	if err != nil {
+		logs.Close()
+		return nil, err
+	}
+	if cu != nil {
+		raftTrans = cu
 	}
 
 	erase := newEraser()
@@ -336,7 +339,7 @@ func Open(cfg Config) (*Store, error) {
 		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
 	}
 	if cu != nil && !cu.done.Load() {
-		s.log.Info("this replica starts on an empty Raft directory: it asks for votes once it holds what its leader committed")
+		s.log.Info("this replica is catching up (it started on an empty Raft directory): it asks for votes once it holds what its leader committed")
 		go s.followUntilCaughtUp()
 	}
 	go s.commitLoop()
