@@ -147,7 +147,7 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 		f.retired.Add(c.conn, c.svid.Grace(retiredGrace))
 		delete(f.conns, addr)
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.Creds), replicaReconnect)
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.Creds), replicaReconnect, grpc.WithUnaryInterceptor(redialOnce))
 	if err != nil {
 		return nil, err
 	}
@@ -155,11 +155,23 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// leaderRedial is how long a forwarded call waits, at most, for its connection to the leader to
-// try again (replicaReconnect) when the last attempt failed: a call fails at once while the
-// connection waits, and a leader that came up meanwhile (this replica started before it, or it
-// was restarted) answers the next attempt.
-const leaderRedial = 1500 * time.Millisecond
+// replicaRedial is how long a call to another replica waits, at most, for its connection to try
+// again (replicaReconnect) when the last attempt failed: a call fails at once while the
+// connection waits, and a replica that came up meanwhile (this one started first, or it was
+// restarted) answers the next attempt. A follower's forwarded writes and commands would
+// otherwise be refused for up to a second after it first reached its leader too early.
+const replicaRedial = 1500 * time.Millisecond
+
+// redialOnce is the unary interceptor of the connections to other replicas: a call that failed
+// unsent, its connection waiting to try again, waits for that try (up to replicaRedial) and is
+// made once more.
+func redialOnce(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if unconnected(err) && awaitReady(ctx, cc, replicaRedial) {
+		err = invoker(ctx, method, req, reply, cc, opts...)
+	}
+	return err
+}
 
 // unconnected reports whether err is grpc's failure of a call that its connection could not
 // send, as it had no connection: such a call did not reach the other replica.
@@ -369,11 +381,7 @@ func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, e
 		who = caller.ID.String()
 	}
 	out := metadata.AppendToOutgoingContext(ctx, OnBehalfOf, who)
-	err = conn.Invoke(out, method, req, reply)
-	if unconnected(err) && awaitReady(ctx, conn, leaderRedial) {
-		err = conn.Invoke(out, method, req, reply)
-	}
-	if err != nil {
+	if err := conn.Invoke(out, method, req, reply); err != nil {
 		// grpc's own error for a leader it cannot reach would read, at the caller, as if this
 		// replica could not be reached: say whose connection failed.
 		if unconnected(err) {
