@@ -14,16 +14,16 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// catchUp keeps a replica that its group reached on an empty Raft directory (a new replica, or
-// one whose disk was lost) from being elected until it holds every entry its leader has
-// committed. Raft alone lets it stand as soon as it has the group's configuration: should the
-// leader stop while two such replicas hold only part of its log, they elect one of themselves,
-// and the entries that only the leader held, committed with the votes the two gave before they
-// lost their disks, are overwritten when it comes back. Until it has caught up, the replica asks
-// nobody for a vote: Raft asks for pre-votes first (hashicorp/raft does, over a transport that
-// carries them), and catchUp answers each of its own as refused without sending it, so that it
-// never gets to the election proper. It still notices a leader that went (and forgets it), and it
-// still votes, so that a replica that holds the log can lead with it.
+// catchUp keeps a replica that its group reached on an empty Raft directory (a new replica, or one
+// whose disk was lost) from being elected until it holds every entry its leader has committed.
+// Raft alone lets it stand as soon as it has the group's configuration: should the leader stop
+// while two such replicas hold only part of its log, they elect one of themselves, and the entries
+// that only the leader held, committed as the two had acknowledged them before they lost their
+// disks, are overwritten when it comes back. Until it has caught up, the replica asks nobody for a
+// vote: Raft asks for pre-votes first (hashicorp/raft does, over a transport that carries them),
+// and catchUp answers each of its own as refused without sending it, so that it never gets to the
+// election proper. It still notices a leader that went (and forgets it), and it still votes, so
+// that a replica that holds the log can lead with it.
 //
 // Caught up means: it has applied the leader's commit index, as the leader's last AppendEntries
 // gave it, and the entry there is of the leader's term. A leader knows every entry committed
@@ -165,7 +165,7 @@ func (c *catchUp) leader() (term, commit uint64) {
 
 // catchUpCheck is how often a catching-up replica looks again whether it has caught up when no
 // AppendEntries came: it applies what it took in after the message that gave the commit index.
-const catchUpCheck = 50 * time.Millisecond
+const catchUpCheck = 10 * time.Millisecond
 
 // followUntilCaughtUp waits until this replica has caught up (see catchUp), then lets it stand
 // for election. It returns when the store closes first.
