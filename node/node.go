@@ -775,12 +775,7 @@ func (n *Node) currentForPeers(ctx context.Context) error {
 
 // forwardCommand hands a command to the leader's ReplicaService.
 func (n *Node) forwardCommand(ctx context.Context, c *pb.Command) error {
-	conn, err := n.forward.Leader()
-	if err != nil {
-		return err
-	}
-	_, err = pb.NewReplicaServiceClient(conn).Apply(ctx, &pb.ApplyRequest{Command: c})
-	return err
+	return n.forward.Invoke(ctx, pb.ReplicaService_Apply_FullMethodName, &pb.ApplyRequest{Command: c}, &pb.ApplyResponse{})
 }
 
 // listenUnix listens on the local socket, which only the owner of the data directory may use:

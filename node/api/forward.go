@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -147,7 +149,7 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 		f.retired.Add(c.conn, c.svid.Grace(retiredGrace))
 		delete(f.conns, addr)
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.Creds), replicaReconnect, grpc.WithUnaryInterceptor(redialOnce))
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(f.Creds), replicaReconnect)
 	if err != nil {
 		return nil, err
 	}
@@ -155,22 +157,122 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// replicaRedial is how long a call to another replica waits, at most, for its connection to try
-// again (replicaReconnect) when the last attempt failed: a call fails at once while the
-// connection waits, and a replica that came up meanwhile (this one started first, or it was
-// restarted) answers the next attempt. A follower's forwarded writes and commands would
-// otherwise be refused for up to a second after it first reached its leader too early.
+// replicaRedial is how long a forwarded call waits, at most, for its connection to the leader to
+// try again (replicaReconnect) when the last attempt failed, or for another leader: a call fails
+// at once while the connection waits, and a leader that came up meanwhile (this replica started
+// first, or it was restarted) answers the next attempt. A follower's forwarded writes and
+// commands would otherwise be refused for up to a second after it first reached its leader too
+// early.
 const replicaRedial = 1500 * time.Millisecond
 
-// redialOnce is the unary interceptor of the connections to other replicas: a call that failed
-// unsent, its connection waiting to try again, waits for that try (up to replicaRedial) and is
-// made once more.
-func redialOnce(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	err := invoker(ctx, method, req, reply, cc, opts...)
-	if unconnected(err) && awaitReady(ctx, cc, replicaRedial) {
-		err = invoker(ctx, method, req, reply, cc, opts...)
+// errLeadsNow is what a forwarded call returns when this replica became the leader while it
+// waited: the call is then this replica's own.
+var errLeadsNow = status.Error(codes.Unavailable, "this replica became the leader while the call waited for the old one: send it again")
+
+// Invoke makes a call on the leader, for a follower. While this replica knows no leader it waits
+// for one, up to replicaRedial. A call its connection could not send (the connection waits to try
+// again) waits, within the same bound, for that connection or for another leader, and is made
+// again there. A call under way when this replica learns of another leader,
+// or loses the one it called, ends with ABORTED: that leader may have taken it, and a stalled one
+// (a frozen process) would answer only at the caller's deadline. It returns errLeadsNow when this
+// replica itself leads by then.
+func (f *Forwarder) Invoke(ctx context.Context, method string, req, reply any) error {
+	until := time.Now().Add(replicaRedial)
+	for {
+		changed := f.Store.LeaderChanged()
+		if f.Store.IsLeader() {
+			return errLeadsNow
+		}
+		id := f.Store.Leader()
+		if id == "" {
+			if awaitChange(ctx, changed, until) {
+				continue // a leader, or this replica leads
+			}
+			return f.noLeader()
+		}
+		conn, err := f.Leader()
+		if err != nil {
+			return err
+		}
+		err = f.invokeOn(ctx, conn, id, changed, method, req, reply)
+		if !unconnected(err) {
+			return err
+		}
+		if !time.Now().Before(until) || !f.awaitLeader(ctx, conn, changed, until) {
+			// grpc's own error for a leader it cannot reach would read, at the caller, as if this
+			// replica could not be reached: say whose connection failed.
+			return status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s (%s): the group elects a new leader within seconds if it is gone; retry shortly", id, conn.Target(), status.Convert(err).Message())
+		}
+	}
+}
+
+// awaitChange waits, up to until and while ctx lasts, for changed to close, and reports whether
+// it did.
+func awaitChange(ctx context.Context, changed <-chan struct{}, until time.Time) bool {
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return false
+}
+
+// invokeOn makes the call on conn, to leader id, and ends it with ABORTED should this replica
+// learn of another leader, or lose id, meanwhile.
+func (f *Forwarder) invokeOn(ctx context.Context, conn *grpc.ClientConn, id string, changed <-chan struct{}, method string, req, reply any) error {
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var moved atomic.Bool
+	go func() {
+		for {
+			select {
+			case <-changed:
+				if f.Store.Leader() == id { // learnt late of the leader it called
+					changed = f.Store.LeaderChanged()
+					continue
+				}
+				moved.Store(true)
+				cancel()
+				return
+			case <-callCtx.Done():
+				return
+			}
+		}
+	}()
+	err := conn.Invoke(callCtx, method, req, reply)
+	if err != nil && moved.Load() && ctx.Err() == nil {
+		return status.Errorf(codes.Aborted, "the leader changed while this call was forwarded to %s, so a write may have been stored: read it again, and write it again only if it is not there", id)
 	}
 	return err
+}
+
+// awaitLeader waits, up to until and while ctx lasts, for conn to be connected or for another
+// leader, and reports whether either came.
+func (f *Forwarder) awaitLeader(ctx context.Context, conn *grpc.ClientConn, changed <-chan struct{}, until time.Time) bool {
+	ctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	conn.Connect()
+	for st := conn.GetState(); st != connectivity.Ready; st = conn.GetState() {
+		if st == connectivity.Shutdown || !conn.WaitForStateChange(ctx, st) {
+			select {
+			case <-changed:
+				return true
+			default:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // unconnected reports whether err is grpc's failure of a call that its connection could not
@@ -178,20 +280,6 @@ func redialOnce(ctx context.Context, method string, req, reply any, cc *grpc.Cli
 func unconnected(err error) bool {
 	st, ok := status.FromError(err)
 	return ok && st.Code() == codes.Unavailable && strings.HasPrefix(st.Message(), "connection error")
-}
-
-// awaitReady waits up to within, and while ctx lasts, for c to be connected, and reports whether
-// it is.
-func awaitReady(ctx context.Context, c *grpc.ClientConn, within time.Duration) bool {
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	c.Connect()
-	for s := c.GetState(); s != connectivity.Ready; s = c.GetState() {
-		if s == connectivity.Shutdown || !c.WaitForStateChange(ctx, s) {
-			return false
-		}
-	}
-	return true
 }
 
 // Close closes the connections to other replicas.
@@ -313,7 +401,11 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 				return nil, err
 			}
 		}
-		return f.forward(ctx, info.FullMethod, req)
+		reply, err := f.forward(ctx, info.FullMethod, req)
+		if errors.Is(err, errLeadsNow) && !strong {
+			return h(ctx, req) // it leads now: the call is its own
+		}
+		return reply, err
 	}
 }
 
@@ -368,10 +460,6 @@ func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, e
 	if caller.ForwardedBy != "" {
 		return nil, status.Errorf(codes.Unavailable, "this replica is not the leader either (leader now: %q): the group is changing leader; retry", f.Store.Leader())
 	}
-	conn, err := f.Leader()
-	if err != nil {
-		return nil, err
-	}
 	reply, err := newReply(method)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
@@ -381,13 +469,7 @@ func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, e
 		who = caller.ID.String()
 	}
 	out := metadata.AppendToOutgoingContext(ctx, OnBehalfOf, who)
-	if err := conn.Invoke(out, method, req, reply); err != nil {
-		// grpc's own error for a leader it cannot reach would read, at the caller, as if this
-		// replica could not be reached: say whose connection failed.
-		if unconnected(err) {
-			id := f.Store.Leader()
-			return nil, status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s (%s): the group elects a new leader within seconds if it is gone; retry shortly", id, f.APIAddress(id), status.Convert(err).Message())
-		}
+	if err := f.Invoke(out, method, req, reply); err != nil {
 		return nil, err
 	}
 	return reply, nil

@@ -118,6 +118,9 @@ type Config struct {
 	// stand in a replica of an earlier release with it.
 	Level uint32
 
+	// shutdownWait, when set, is Close's bound on Raft's shutdown (raftShutdownWait).
+	shutdownWait time.Duration
+
 	// openLog opens the Raft log in a directory; nil is openLog. Tests give a log whose segment
 	// files fail as on a full disk.
 	openLog func(dir string, hl hclog.Logger, log *slog.Logger) (*raftLog, error)
@@ -160,6 +163,10 @@ type Store struct {
 	// replicating is when this replica, as leader, began to replicate to each other one: Raft
 	// counts that as a contact, which a replica that never answered has not made.
 	replicating map[raft.ServerID]time.Time
+	// moved is closed, and replaced, when this replica learns of another leader or loses the
+	// one it knew (see LeaderChanged).
+	movedMu sync.Mutex
+	moved   chan struct{}
 	// leaderLost is when this replica last lost the leader it knew, in Unix nanoseconds; 0 when
 	// it has known none since it started (see LeaderSeen).
 	leaderLost atomic.Int64
@@ -416,6 +423,7 @@ func (s *Store) watchReplicas() {
 				delete(s.unreachable, d.PeerID)
 				metrics.ReplicaReachable.WithLabelValues(label(d.PeerID)).Set(1)
 			case raft.LeaderObservation:
+				s.leaderMoved()
 				// Another leader, or this one anew: what the last term saw no longer holds.
 				clear(s.unreachable)
 				metrics.ReplicaReachable.Reset()
@@ -1070,11 +1078,40 @@ func (s *Store) Close() error {
 	<-s.done
 	<-s.erased // an erasure under way finishes while Raft and the log are still open
 	s.handOver()
-	err := s.raft.Shutdown().Error()
+	shut := s.raft.Shutdown()
+	stopped := make(chan error, 1)
+	go func() { stopped <- shut.Error() }()
+	var err error
+	select {
+	case err = <-stopped:
+	case <-time.After(s.shutdownWait()):
+		// hashicorp/raft's pipelined replication can wedge (a response that nobody takes any
+		// more after a step-down), and its shutdown then waits for good. What it wrote is on
+		// disk: the process can stop without it, and its log stays open until it does.
+		s.log.Error("raft did not shut down: stopping without it; its log and the database are on disk", "waited", s.shutdownWait())
+		if c, ok := s.trans.(io.Closer); ok {
+			c.Close()
+		}
+		return ErrShutdownTimeout
+	}
 	if c, ok := s.trans.(io.Closer); ok {
 		c.Close()
 	}
 	return errors.Join(err, s.logs.Close())
+}
+
+// ErrShutdownTimeout is Close's error when Raft did not shut down within its bound.
+var ErrShutdownTimeout = errors.New("store: raft did not shut down in time; stopped without it")
+
+// raftShutdownWait bounds how long Close waits for Raft to shut down: within the 30 s that a
+// clean stop takes at most (docs/operator.md).
+const raftShutdownWait = 15 * time.Second
+
+func (s *Store) shutdownWait() time.Duration {
+	if s.cfg.shutdownWait > 0 {
+		return s.cfg.shutdownWait
+	}
+	return raftShutdownWait
 }
 
 // handOver makes the most up-to-date follower the leader before this leader stops: the group
@@ -1237,6 +1274,26 @@ func (s *Store) Servers() ([]Server, error) {
 			Unreachable: leading && down, LastContact: last, SnapshotRefused: refusing[string(srv.ID)]})
 	}
 	return out, nil
+}
+
+// LeaderChanged returns a channel that is closed when this replica next learns of another leader,
+// or loses the one it knows. A group of one never closes it.
+func (s *Store) LeaderChanged() <-chan struct{} {
+	s.movedMu.Lock()
+	defer s.movedMu.Unlock()
+	if s.moved == nil {
+		s.moved = make(chan struct{})
+	}
+	return s.moved
+}
+
+func (s *Store) leaderMoved() {
+	s.movedMu.Lock()
+	defer s.movedMu.Unlock()
+	if s.moved != nil {
+		close(s.moved)
+		s.moved = nil
+	}
 }
 
 // LeaderAddress is the Raft address of the current leader, or "".
