@@ -51,8 +51,9 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 			LastSnapshotIndex uint64    `json:"last_snapshot_index"`
 			ApplyLevel        uint32    `json:"apply_level"`
 			SnapshotRefused   string    `json:"snapshot_refused,omitempty"`
+			CatchingUp        bool      `json:"catching_up,omitempty"`
 			Replicas          []replica `json:"replicas"`
-		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, st.ApplyLevel, st.SnapshotRefused, []replica{}}
+		}{st.Replica, st.State, st.Leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex, st.ApplyLevel, st.SnapshotRefused, st.CatchingUp, []replica{}}
 		for _, r := range st.Replicas {
 			doc.Replicas = append(doc.Replicas, replica{r.Id, r.RaftAddress, r.Suffrage, r.Leader, r.Unreachable, optionalTime(r.LastContact), r.OlderRelease, r.NoApiAddress, r.SnapshotRefused})
 		}
@@ -66,8 +67,12 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	case st.Leader == "":
 		leader = "no leader known"
 	}
+	state := st.State
+	if st.CatchingUp {
+		state += ", CATCHING UP (started on an empty Raft directory: it asks for no vote until it holds all the leader committed)"
+	}
 	fmt.Fprintf(w, "replica %s is %s; %s; applied %d, committed %d, last snapshot %d\n\n",
-		st.Replica, st.State, leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex)
+		st.Replica, state, leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex)
 	if len(st.Replicas) == 0 {
 		return nil // one waiting to be joined knows of no group
 	}
@@ -148,7 +153,11 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	}
 	if !leads && member && len(st.Replicas) > 1 {
 		ask := "ask " + st.Leader
-		if st.Leader == "" {
+		switch {
+		case st.Leader == "" && st.CatchingUp:
+			// It may wait for good: the replica that led it is gone (docs/cluster.md).
+			ask = "no replica leads, and this one, catching up, asks for no vote: start the replica that led it, or the others; if none will come back, start the group again from a replica (docs/cluster.md, A majority is lost)"
+		case st.Leader == "":
 			ask = "no replica leads just now: ask again in a moment"
 		}
 		_, err := fmt.Fprintf(w, "\nOnly the leader knows which replicas it reaches: %s.\n", ask)

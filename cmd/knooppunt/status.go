@@ -306,7 +306,7 @@ func raftLine(st *pb.StatusResponse, now time.Time) string {
 		}
 		if st.CatchingUp {
 			// Started empty, it must not be elected with part of the log (docs/cluster.md).
-			return fmt.Sprintf("%s, NO LEADER, %s (applied index %d), CATCHING UP: this replica started on an empty Raft directory and holds only part of the group's log, so it asks for no vote: start the replica that led it, or the others (cluster status on another member shows the group); if none will come back, start the group again from a replica (docs/cluster.md, A majority is lost): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
+			return fmt.Sprintf("%s, NO LEADER, %s (applied index %d), CATCHING UP: this replica started on an empty Raft directory and cannot tell that it holds all the group committed, so it asks for no vote: start the replica that led it, or the others (cluster status on another member shows the group); if none will come back, start the group again from a replica (docs/cluster.md, A majority is lost): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
 		}
 		return fmt.Sprintf("%s, NO LEADER, %s (applied index %d): this replica reaches no majority of its group, or it was removed while it was down or cut off, which it cannot know (cluster status on another member shows the group): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
 	}

@@ -127,7 +127,7 @@ func TestRaftLine(t *testing.T) {
 		{&pb.StatusResponse{RaftState: "Follower", Leader: "r1", AppliedIndex: 40, CatchingUp: true},
 			[]string{"Follower (leader r1, applied index 40); catching up: started on an empty Raft directory, it asks for no vote"}, "NO LEADER"},
 		{&pb.StatusResponse{RaftState: "Candidate", AppliedIndex: 22, CatchingUp: true, LeaderSeenAt: timestamppb.New(now.Add(-time.Minute))},
-			[]string{"Candidate, NO LEADER, none for 1m0s (applied index 22), CATCHING UP:", "holds only part of the group's log, so it asks for no vote"}, "no majority"},
+			[]string{"Candidate, NO LEADER, none for 1m0s (applied index 22), CATCHING UP:", "cannot tell that it holds all the group committed, so it asks for no vote"}, "no majority"},
 	} {
 		got := raftLine(c.st, now)
 		for _, w := range c.want {
@@ -160,6 +160,11 @@ func TestNotAMemberIsSaidSo(t *testing.T) {
 		{waiting, []string{"replica r4 is Follower; " + node.NotMember + "; applied 0"}, []string{"leader ;", "ID  "}},
 		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2"}, {Id: "r3"}}},
 			[]string{"replica r1 is Follower; no leader known; applied 0", "no replica leads just now"}, []string{"leader ;", node.NotMember, "WRITES REFUSED"}},
+		// A replica catching up says so, and, with no leader, what to start (review AJ, M4).
+		{&pb.ClusterStatusResponse{Replica: "r1", State: "Candidate", CatchingUp: true, AppliedIndex: 1152, Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2"}, {Id: "r3"}}},
+			[]string{"replica r1 is Candidate, CATCHING UP (started on an empty Raft directory", "applied 1152", "this one, catching up, asks for no vote: start the replica that led it"}, []string{"ask again in a moment"}},
+		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Leader: "r2", CatchingUp: true, Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2", Leader: true}, {Id: "r3"}}},
+			[]string{"replica r1 is Follower, CATCHING UP", "leader r2", "ask r2"}, []string{"start the replica"}},
 		// A leader says which replicas keep it from taking writes (review V, V2).
 		{&pb.ClusterStatusResponse{Replica: "r1", State: "Leader", Leader: "r1", ApplyLevel: 2, Replicas: []*pb.Replica{{Id: "r1", Leader: true}, {Id: "r2", OlderRelease: true}, {Id: "r3"}}},
 			[]string{"WRITES REFUSED: r2 runs an earlier knooppunt release than the leader", "upgrade it"}, []string{"r3 run", "NO API ADDRESS"}},

@@ -125,6 +125,7 @@ func (s *Service) Status(ctx context.Context, _ *pb.ClusterStatusRequest) (*pb.C
 	resp := &pb.ClusterStatusResponse{
 		Replica: s.replica, State: s.store.State(), Leader: leader,
 		AppliedIndex: applied, CommitIndex: max(commit, applied), LastSnapshotIndex: snap, ApplyLevel: s.store.Level(),
+		CatchingUp: s.store.CatchingUp(),
 	}
 	if _, err := s.store.SnapshotRefused(); err != nil {
 		resp.SnapshotRefused = err.Error()

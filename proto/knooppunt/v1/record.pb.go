@@ -1781,8 +1781,11 @@ type ClusterStatusResponse struct {
 	// snapshot_refused is why this replica fails to restore the snapshots its leader sends, when
 	// it does (StatusResponse.snapshot_refused); empty otherwise.
 	SnapshotRefused string `protobuf:"bytes,9,opt,name=snapshot_refused,json=snapshotRefused" json:"snapshot_refused,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// catching_up says that the answering replica started on an empty Raft directory and does not
+	// yet hold everything its leader committed (StatusResponse.catching_up).
+	CatchingUp    bool `protobuf:"varint,10,opt,name=catching_up,json=catchingUp" json:"catching_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterStatusResponse) Reset() {
@@ -1876,6 +1879,13 @@ func (x *ClusterStatusResponse) GetSnapshotRefused() string {
 		return x.SnapshotRefused
 	}
 	return ""
+}
+
+func (x *ClusterStatusResponse) GetCatchingUp() bool {
+	if x != nil {
+		return x.CatchingUp
+	}
+	return false
 }
 
 type JoinRequest struct {
@@ -2640,7 +2650,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\flast_contact\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastContact\x12#\n" +
 	"\rolder_release\x18\a \x01(\bR\folderRelease\x12$\n" +
 	"\x0eno_api_address\x18\b \x01(\bR\fnoApiAddress\x12)\n" +
-	"\x10snapshot_refused\x18\t \x01(\tR\x0fsnapshotRefused\"\xd6\x02\n" +
+	"\x10snapshot_refused\x18\t \x01(\tR\x0fsnapshotRefused\"\xf7\x02\n" +
 	"\x15ClusterStatusResponse\x12\x18\n" +
 	"\areplica\x18\x01 \x01(\tR\areplica\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
@@ -2651,7 +2661,10 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\breplicas\x18\a \x03(\v2\x15.knooppunt.v1.ReplicaR\breplicas\x12\x1f\n" +
 	"\vapply_level\x18\b \x01(\rR\n" +
 	"applyLevel\x12)\n" +
-	"\x10snapshot_refused\x18\t \x01(\tR\x0fsnapshotRefused\"@\n" +
+	"\x10snapshot_refused\x18\t \x01(\tR\x0fsnapshotRefused\x12\x1f\n" +
+	"\vcatching_up\x18\n" +
+	" \x01(\bR\n" +
+	"catchingUp\"@\n" +
 	"\vJoinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x1f\n" +
