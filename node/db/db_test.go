@@ -1136,3 +1136,55 @@ func TestWritesWithActorsAudit(t *testing.T) {
 		t.Errorf("record entries %v, want %v", got, want)
 	}
 }
+
+// TestListPageHoldsAtMostMaxBytes (review AJ, LOW-5): a page of large records ends before the
+// record that would take it past MaxBytes, with a token for the rest, so that it fits in one
+// message; a record larger than that comes alone. Every record is listed once.
+func TestListPageHoldsAtMostMaxBytes(t *testing.T) {
+	ctx := context.Background()
+	a := &applier{t: t, d: newDB(t)}
+	var want []string
+	for i := range 20 {
+		id := fmt.Sprintf("groot-%03d", i)
+		body := fmt.Sprintf(`{"text":%q}`, strings.Repeat("x", 1000))
+		if i == 7 {
+			body = fmt.Sprintf(`{"text":%q}`, strings.Repeat("y", 10000))
+		}
+		a.mustApply(put(id, body))
+		want = append(want, id)
+	}
+	var got []string
+	token, pages, alone := "", 0, false
+	for {
+		recs, next, err := a.d.List(ctx, db.Filter{PageSize: 1000, PageToken: token, MaxBytes: 4000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		bodies := 0
+		for _, r := range recs {
+			bodies += len(r.Body)
+		}
+		if len(recs) > 1 && bodies > 4000 {
+			t.Fatalf("page %d holds %d records of %d bytes of bodies, over MaxBytes 4000", pages, len(recs), bodies)
+		}
+		alone = alone || len(recs) == 1 && recs[0].Id == "groot-007"
+		got = append(got, ids(recs)...)
+		if next == "" {
+			break
+		}
+		if pages > len(want) {
+			t.Fatalf("pagination does not end: %d pages", pages)
+		}
+		token = next
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages cover %v, want every record once: %v", got, want)
+	}
+	if !alone {
+		t.Errorf("the record larger than MaxBytes did not come on a page of its own")
+	}
+	if pages < 8 {
+		t.Errorf("%d pages of 20 records of 1 kB within 4000 bytes, want at least 8", pages)
+	}
+}

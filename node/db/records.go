@@ -566,7 +566,13 @@ type Filter struct {
 	Deleted bool
 	// HasLabels keeps the records that have each of these labels, whatever its value.
 	HasLabels []string
+	// MaxBytes, when set, ends a page before the record that would take its bodies past it (a
+	// page holds one record at least): a page of large records would not fit in one message.
+	MaxBytes int
 }
+
+// errPageFull ends List's rows once a page holds Filter.MaxBytes.
+var errPageFull = errors.New("db: page full")
 
 // ErrBadPageToken means a page token was not made by List.
 var ErrBadPageToken = errors.New("db: page token is not one this node issued")
@@ -590,27 +596,39 @@ func (d *DB) List(ctx context.Context, f Filter) ([]*pb.Record, string, error) {
 	}
 	departures := f.departures()
 	var out []*pb.Record
+	bytes := 0
 	err = d.eachRow(ctx, q, args, func(rows *sql.Rows) error {
+		var r *pb.Record
+		var err error
 		if !departures {
-			r, err := scanRecord(rows)
-			out = append(out, r)
+			r, err = scanRecord(rows)
+		} else {
+			var was shape
+			if r, err = scanRecord(rows, was.dest()...); err == nil {
+				was.depart(r)
+			}
+		}
+		if err != nil {
 			return err
 		}
-		var was shape
-		r, err := scanRecord(rows, was.dest()...)
-		if err == nil {
-			was.depart(r)
+		// A body and what goes with it, roughly: the body is most of a large record.
+		if bytes += len(r.Body) + 512; f.MaxBytes > 0 && bytes > f.MaxBytes && len(out) > 0 && len(out) < size {
+			return errPageFull
 		}
 		out = append(out, r)
-		return err
+		return nil
 	})
-	if err != nil {
+	full := errors.Is(err, errPageFull)
+	if err != nil && !full {
 		return nil, "", fmt.Errorf("db: list: %w", err)
 	}
 	next := ""
-	if len(out) > size {
+	switch {
+	case len(out) > size:
 		out = out[:size]
 		next = pageToken(out[size-1], byUpdate, f.listing())
+	case full:
+		next = pageToken(out[len(out)-1], byUpdate, f.listing())
 	}
 	return out, next, nil
 }

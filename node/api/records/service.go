@@ -38,6 +38,10 @@ const (
 	DefaultPageSize = 100
 	MaxPageSize     = 1000
 	watchPage       = 256
+	// MaxPageBytes bounds the record bodies of one List page, well under the largest message a
+	// client takes (node.MaxMessageBytes, 64 MiB; REST sends bodies in base64): a page of 1000
+	// records of 256 KiB would be 100 MB. A page that ends early has a token for the rest.
+	MaxPageBytes = 16 << 20
 )
 
 // cursorWait is how long Watch waits for its feed to reach a cursor past its end (a replica
@@ -350,7 +354,7 @@ func (s *Service) List(ctx context.Context, req *pb.ListRequest) (*pb.ListRespon
 	f := db.Filter{
 		Kind: req.Kind, Crisis: req.Crisis, Region: req.Region,
 		MaxClassification: req.MaxClassification, PageSize: int(req.PageSize), PageToken: req.PageToken,
-		Mode: db.ModeFrom(req.Mode), Deleted: req.IncludeDeleted,
+		Mode: db.ModeFrom(req.Mode), Deleted: req.IncludeDeleted, MaxBytes: MaxPageBytes,
 	}
 	if err := record.CheckMode("mode", req.Mode); err != nil {
 		return nil, api.Status(s.log, err)

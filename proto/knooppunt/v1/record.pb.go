@@ -914,7 +914,8 @@ type ListRequest struct {
 	// updated_since keeps records updated at or after it. Pages then come in order of update
 	// (updated_at, then id), oldest first, instead of in id order.
 	UpdatedSince *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_since,json=updatedSince" json:"updated_since,omitempty"`
-	// page_size defaults to 100 and is at most 1000.
+	// page_size defaults to 100 and is at most 1000. A page of large records ends sooner, once
+	// its bodies reach 16 MiB (one record at least), with a next_page_token for the rest.
 	PageSize  int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
 	PageToken string `protobuf:"bytes,8,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
 	// consistency is "" or local, or strong; see GetRequest.
