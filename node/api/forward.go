@@ -165,23 +165,20 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 // early.
 const replicaRedial = 1500 * time.Millisecond
 
-// errLeadsNow is what a forwarded call returns when this replica became the leader while it
-// waited: the call is then this replica's own.
-var errLeadsNow = status.Error(codes.Unavailable, "this replica became the leader while the call waited for the old one: send it again")
 
 // Invoke makes a call on the leader, for a follower. While this replica knows no leader it waits
 // for one, up to replicaRedial. A call its connection could not send (the connection waits to try
 // again) waits, within the same bound, for that connection or for another leader, and is made
 // again there. A call under way when this replica learns of another leader,
 // or loses the one it called, ends with ABORTED: that leader may have taken it, and a stalled one
-// (a frozen process) would answer only at the caller's deadline. It returns errLeadsNow when this
-// replica itself leads by then.
+// (a frozen process) would answer only at the caller's deadline. It returns store.ErrLeadsNow
+// when this replica itself leads by then: the call is its own.
 func (f *Forwarder) Invoke(ctx context.Context, method string, req, reply any) error {
 	until := time.Now().Add(replicaRedial)
 	for {
 		changed := f.Store.LeaderChanged()
 		if f.Store.IsLeader() {
-			return errLeadsNow
+			return store.ErrLeadsNow
 		}
 		id := f.Store.Leader()
 		if id == "" {
@@ -402,7 +399,12 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 			}
 		}
 		reply, err := f.forward(ctx, info.FullMethod, req)
-		if errors.Is(err, errLeadsNow) && !strong {
+		if errors.Is(err, store.ErrLeadsNow) {
+			if strong {
+				if err := f.Store.VerifyLeader(); err != nil {
+					return nil, status.Error(codes.Unavailable, "this replica could not confirm it still leads: retry")
+				}
+			}
 			return h(ctx, req) // it leads now: the call is its own
 		}
 		return reply, err

@@ -69,6 +69,8 @@ func Status(log *slog.Logger, err error) error {
 		return ReasonStatus(codes.ResourceExhausted, ReasonDiskFull, "the disk of the data directory is full: free space, the node takes writes again once it can")
 	case errors.Is(err, store.ErrNotLeader):
 		return status.Error(codes.Unavailable, "this replica is not the leader and cannot take writes now: retry shortly")
+	case errors.Is(err, store.ErrLeadsNow):
+		return status.Error(codes.Unavailable, "the group changed leader while this call waited: retry")
 	case errors.Is(err, store.ErrMaybeCommitted):
 		// Not UNAVAILABLE, which clients take as safe to retry: the write may be stored.
 		return status.Error(codes.Aborted, "the leader changed while this write was being committed, so it may have been stored: read it again, and write it again only if it is not there")

@@ -780,10 +780,13 @@ func (s *Store) ApplyAsync(ctx context.Context, c *pb.Command) func() (any, erro
 		return done(nil, ErrClosed)
 	}
 	if s.raft.State() != raft.Leader {
-		if s.cfg.Forward != nil && Forwardable(c) {
-			return done(nil, s.cfg.Forward(ctx, c))
+		if s.cfg.Forward == nil || !Forwardable(c) {
+			return done(nil, s.notLeader())
 		}
-		return done(nil, s.notLeader())
+		// One that became the leader while the command waited for the old one proposes it.
+		if err := s.cfg.Forward(ctx, c); !errors.Is(err, ErrLeadsNow) || s.raft.State() != raft.Leader {
+			return done(nil, err)
+		}
 	}
 	if addsData(c) {
 		if err := s.room(); err != nil {
@@ -1099,6 +1102,10 @@ func (s *Store) Close() error {
 	}
 	return errors.Join(err, s.logs.Close())
 }
+
+// ErrLeadsNow is Config.Forward's error when this replica became the leader while the command
+// waited to be forwarded: the command is then its own.
+var ErrLeadsNow = errors.New("store: this replica became the leader while the command waited for the old one: send it again")
 
 // ErrShutdownTimeout is Close's error when Raft did not shut down within its bound.
 var ErrShutdownTimeout = errors.New("store: raft did not shut down in time; stopped without it")
