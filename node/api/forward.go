@@ -165,7 +165,6 @@ func (f *Forwarder) conn(addr string) (*grpc.ClientConn, error) {
 // early.
 const replicaRedial = 1500 * time.Millisecond
 
-
 // Invoke makes a call on the leader, for a follower. While this replica knows no leader it waits
 // for one, up to replicaRedial. A call its connection could not send (the connection waits to try
 // again) waits, within the same bound, for that connection or for another leader, and is made
