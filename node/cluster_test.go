@@ -1392,3 +1392,27 @@ func TestClusterFollowerWritesOnThroughALeaderStop(t *testing.T) {
 		t.Errorf("%d writes on %s refused while %s stopped and after:\n%s", len(refused), follower.ID, leader.ID, strings.Join(refused, "\n"))
 	}
 }
+
+// TestClusterAWriteForwardedToAFollowerSaysSo: a write that one replica forwards to another it
+// takes for the leader, which leads no more, is refused there with NOT_LEADER_EITHER, having done
+// nothing, which tells the forwarding replica to wait for the leader and send it there (a CI run
+// saw such a refusal reach an admin's client while the group of a new test elected its leader).
+func TestClusterAWriteForwardedToAFollowerSaysSo(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	from, to := others(c, leader)[0], others(c, leader)[1]
+	creds := identity.ClientCredentials(identitytest.SVID(t, c.CA, "/node/"+from.ID, identity.SVIDOptions{}), identitytest.Bundle(c.CA), identity.AuthorizeReplica(c.TD))
+	conn, err := grpc.NewClient(to.API, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx := metadata.AppendToOutgoingContext(clustertest.Call(t), api.OnBehalfOf, "local")
+	_, err = pb.NewRecordServiceClient(conn).Put(ctx, &pb.PutRequest{Record: clustertest.Shelter("doorgestuurd", 1)})
+	if status.Code(err) != codes.Unavailable || api.Reason(err) != api.ReasonNotLeaderEither {
+		t.Fatalf("a write %s forwarded to %s, a follower: %v (reason %q), want UNAVAILABLE with %s", from.ID, to.ID, err, api.Reason(err), api.ReasonNotLeaderEither)
+	}
+	if _, err := to.Node.DB().Get(context.Background(), "doorgestuurd"); err == nil {
+		t.Errorf("the refused write is stored on %s", to.ID)
+	}
+}

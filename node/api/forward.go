@@ -168,7 +168,7 @@ const replicaRedial = 1500 * time.Millisecond
 // Invoke makes a call on the leader, for a follower. While this replica knows no leader it waits
 // for one, up to replicaRedial. A call its connection could not send (the connection waits to try
 // again) waits, within the same bound, for that connection or for another leader, and is made
-// again there. A call under way when this replica learns of another leader,
+// again there; so does one the replica taken for the leader refused as it leads no more. A call under way when this replica learns of another leader,
 // or loses the one it called, ends with ABORTED: that leader may have taken it, and a stalled one
 // (a frozen process) would answer only at the caller's deadline. It returns store.ErrLeadsNow
 // when this replica itself leads by then: the call is its own.
@@ -191,6 +191,13 @@ func (f *Forwarder) Invoke(ctx context.Context, method string, req, reply any) e
 			return err
 		}
 		err = f.invokeOn(ctx, conn, id, changed, method, req, reply)
+		if Reason(err) == ReasonNotLeaderEither {
+			// It no longer leads, and did nothing: the group's leader, once this replica knows it.
+			if awaitChange(ctx, changed, until) {
+				continue
+			}
+			return err
+		}
 		if !unconnected(err) {
 			return err
 		}
@@ -459,7 +466,7 @@ func (f *Forwarder) forward(ctx context.Context, method string, req any) (any, e
 		return nil, status.Error(codes.Internal, "no caller to forward for")
 	}
 	if caller.ForwardedBy != "" {
-		return nil, status.Errorf(codes.Unavailable, "this replica is not the leader either (leader now: %q): the group is changing leader; retry", f.Store.Leader())
+		return nil, ReasonStatus(codes.Unavailable, ReasonNotLeaderEither, fmt.Sprintf("this replica is not the leader either (leader now: %q): the group is changing leader; retry", f.Store.Leader()))
 	}
 	reply, err := newReply(method)
 	if err != nil {

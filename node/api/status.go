@@ -240,6 +240,10 @@ const (
 	// release, which applies log entries otherwise; the leader takes no writes until every
 	// replica runs its release (docs/cluster.md, Upgrades). Retry once the group is upgraded.
 	ReasonOlderReplica = "OLDER_REPLICA"
+	// ReasonNotLeaderEither (UNAVAILABLE): a replica that another forwarded a call to, taking it
+	// for the leader, is not the leader either; it did nothing. The forwarding replica waits for
+	// the group's leader and sends the call there.
+	ReasonNotLeaderEither = "NOT_LEADER_EITHER"
 )
 
 // staleStatus refuses a write that named a version the node does not hold, with the version it
