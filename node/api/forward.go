@@ -168,10 +168,11 @@ const replicaRedial = 1500 * time.Millisecond
 // Invoke makes a call on the leader, for a follower. While this replica knows no leader it waits
 // for one, up to replicaRedial. A call its connection could not send (the connection waits to try
 // again) waits, within the same bound, for that connection or for another leader, and is made
-// again there; so does one the replica taken for the leader refused as it leads no more. A call under way when this replica learns of another leader,
-// or loses the one it called, ends with ABORTED: that leader may have taken it, and a stalled one
-// (a frozen process) would answer only at the caller's deadline. It returns store.ErrLeadsNow
-// when this replica itself leads by then: the call is its own.
+// again there; so does one the replica taken for the leader refused as it leads no more. A call
+// under way when this replica learns of another leader, or loses the one it called, ends with
+// ABORTED: that leader may have taken it, and a stalled one (a frozen process) would answer only
+// at the caller's deadline. It returns store.ErrLeadsNow when this replica itself leads by then:
+// the call is its own.
 func (f *Forwarder) Invoke(ctx context.Context, method string, req, reply any) error {
 	until := time.Now().Add(replicaRedial)
 	for {

@@ -385,13 +385,17 @@ func CutStream() grpc.StreamServerInterceptor {
 	}
 }
 
-// LogUnary logs each failed unary call at warn level with its method and code.
+// LogUnary logs each failed unary call at warn level with its method and code; one that its
+// caller ended (cancelled: a follower that stopped waiting for a leader it lost) at debug.
 func LogUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		resp, err := h(ctx, req)
 		if err != nil {
-			st := status.Convert(err)
-			if st.Code() != codes.NotFound {
+			switch st := status.Convert(err); st.Code() {
+			case codes.NotFound:
+			case codes.Canceled:
+				log.Debug("call cancelled by its caller", "method", info.FullMethod, "msg", st.Message())
+			default:
 				log.Warn("call refused", "method", info.FullMethod, "code", st.Code().String(), "msg", st.Message())
 			}
 		}

@@ -107,3 +107,27 @@ func TestStatusOfAWriteThatMayHaveCommitted(t *testing.T) {
 		t.Errorf("not the leader: %v, want UNAVAILABLE", err)
 	}
 }
+
+// TestLogUnaryLevels: a refused call is logged at WARN with its code; one its caller cancelled (a
+// follower that stopped waiting for a leader it lost, whose call a frozen leader answers when it
+// thaws) only at DEBUG; NOT_FOUND not at all.
+func TestLogUnaryLevels(t *testing.T) {
+	var out strings.Builder
+	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	intercept := api.LogUnary(log)
+	info := &grpc.UnaryServerInfo{FullMethod: "/knooppunt.v1.RecordService/Put"}
+	for _, code := range []codes.Code{codes.Canceled, codes.NotFound, codes.Internal} {
+		intercept(context.Background(), nil, info, func(context.Context, any) (any, error) {
+			return nil, status.Error(code, "nee")
+		})
+	}
+	got := out.String()
+	for _, want := range []string{`level=DEBUG msg="call cancelled by its caller"`, `level=WARN msg="call refused" method=/knooppunt.v1.RecordService/Put code=Internal`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log %q, want it to hold %q", got, want)
+		}
+	}
+	if strings.Contains(got, "code=Canceled") || strings.Contains(got, "NotFound") {
+		t.Errorf("log %q: a cancelled call at WARN, or a NOT_FOUND logged", got)
+	}
+}
