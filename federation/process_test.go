@@ -215,11 +215,19 @@ func TestDemoOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, proctest.Binary(t), "demo", "--once", "--dir", fedtest.ShortDir(t))
+	dir := fedtest.ShortDir(t)
+	cmd := exec.CommandContext(ctx, proctest.Binary(t), "demo", "--once", "--dir", dir)
 	cmd.Env = proctest.Env()
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
+		// The directory goes with the test: say what the nodes logged while it is there.
+		logs, _ := filepath.Glob(filepath.Join(dir, "*", "node.log"))
+		for _, l := range logs {
+			if b, err := os.ReadFile(l); err == nil {
+				fmt.Fprintf(&out, "\n--- %s (its last 4 kB):\n%s", l, b[max(0, len(b)-4096):])
+			}
+		}
 		t.Fatalf("knooppunt demo --once: %v\n%s", err, out.String())
 	}
 	// The picture as VR Utrecht sees it marks the confidential record it holds.

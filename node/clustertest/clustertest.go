@@ -168,7 +168,7 @@ func ShortDir(tb testing.TB) string {
 // the temporary directory, until the test ends, so that no other process draws it meanwhile.
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	low := ephemeralLow()
+	low := min(ephemeralLow(), maxTestPort)
 	for range 200 {
 		port := minTestPort + rand.IntN(low-minTestPort)
 		release, ok := reservePort(port)
@@ -217,8 +217,14 @@ func reservePort(port int) (release func(), ok bool) {
 	return func() { os.Remove(path) }, true
 }
 
-// minTestPort is the lowest port FreeAddr draws.
-const minTestPort = 10000
+// minTestPort is the lowest port FreeAddr draws, and maxTestPort the first above its range:
+// `knooppunt demo` draws its nodes' ports from 20000 up (cmd/knooppunt, lowestDemoPort) without
+// these reservations, and a demo run as a test beside other test packages lost a node to a port
+// one of them had drawn a moment before.
+const (
+	minTestPort = 10000
+	maxTestPort = 20000
+)
 
 // ephemeralLow is the first port of the kernel's ephemeral range (Linux: 32768 unless
 // configured), or 32768 where it cannot be read.
