@@ -39,7 +39,6 @@ type catchUp struct {
 	rpcs     chan raft.RPC
 	closed   chan struct{}
 	close    sync.Once
-	heard    chan struct{} // an AppendEntries was noted since it was last drained
 	done     atomic.Bool   // caught up: nothing more is noted, and pre-votes go out
 	caughtUp chan struct{} // closed once done
 
@@ -93,7 +92,7 @@ func newCatchUp(t raft.Transport) *catchUp {
 	if !ok {
 		return nil
 	}
-	c := &catchUp{Transport: t, preVote: pv, rpcs: make(chan raft.RPC), closed: make(chan struct{}), heard: make(chan struct{}, 1), caughtUp: make(chan struct{})}
+	c := &catchUp{Transport: t, preVote: pv, rpcs: make(chan raft.RPC), closed: make(chan struct{}), caughtUp: make(chan struct{})}
 	go c.forward(t.Consumer())
 	return c
 }
@@ -150,10 +149,6 @@ func (c *catchUp) note(term, commit uint64) {
 		c.commit = max(c.commit, commit)
 	}
 	c.mu.Unlock()
-	select {
-	case c.heard <- struct{}{}:
-	default:
-	}
 }
 
 // leader is the newest leader's term and commit index heard.
@@ -163,8 +158,9 @@ func (c *catchUp) leader() (term, commit uint64) {
 	return c.term, c.commit
 }
 
-// catchUpCheck is how often a catching-up replica looks again whether it has caught up when no
-// AppendEntries came: it applies what it took in after the message that gave the commit index.
+// catchUpCheck is how often a catching-up replica looks whether it has caught up: it applies
+// what it took in a moment after the AppendEntries that gave the commit index, so a look at each
+// message would seldom find more.
 const catchUpCheck = 10 * time.Millisecond
 
 // followUntilCaughtUp waits until this replica has caught up (see catchUp), then lets it stand
@@ -176,7 +172,6 @@ func (s *Store) followUntilCaughtUp() {
 		select {
 		case <-s.stop:
 			return
-		case <-s.catchUp.heard:
 		case <-t.C:
 		}
 		if s.caughtUp() {
