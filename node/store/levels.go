@@ -204,7 +204,8 @@ func (s *Store) ofThisTerm(read func()) {
 
 // watchLevels asks, while this replica leads, every other replica for its level every
 // levelEvery, from the start of each leadership on: a replica whose binary was replaced by an
-// earlier release is known before a write comes.
+// earlier release is known before a write comes. One that did not answer is asked again every
+// tick (unheardReplicas).
 func (s *Store) watchLevels() {
 	tick := time.NewTicker(levelEvery / 10)
 	defer tick.Stop()
@@ -225,6 +226,30 @@ func (s *Store) watchLevels() {
 			s.lv.begin(t)
 			s.lv.mu.Unlock()
 			s.askLevels(s.otherReplicas())
+		} else if down := s.unheardReplicas(); len(down) > 0 {
+			s.askLevels(down)
 		}
 	}
+}
+
+// unheardReplicas are the other replicas that were asked for their level in this leadership and
+// have not answered: they were down. watchLevels asks them again at every tick, so that one that
+// comes back running an earlier release is known within a tick or two, not at the next round
+// (levelEvery), while it applies the entries it is sent (CI: a replica restarted as the leader
+// changed went unmarked in cluster status).
+func (s *Store) unheardReplicas() []string {
+	others := s.otherReplicas()
+	s.lv.mu.Lock()
+	defer s.lv.mu.Unlock()
+	if s.lv.term != s.raft.CurrentTerm() {
+		return nil
+	}
+	var out []string
+	for _, id := range others {
+		_, heard := s.lv.seen[id]
+		if _, asked := s.lv.asked[id]; asked && !heard {
+			out = append(out, id)
+		}
+	}
+	return out
 }
