@@ -277,6 +277,28 @@ func (d *DB) HoldersOf(ctx context.Context, trustDomain string) (int64, error) {
 // lists it (see PeerStep leave).
 const LeftConfigFile = "config file"
 
+// ListedPeers returns the trust domains of every peer of the peers table: accepted through Raft,
+// or leaving.
+func (d *DB) ListedPeers(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := d.read(func(ro *sql.DB) error {
+		rows, err := ro.QueryContext(ctx, `SELECT trust_domain FROM peers`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var td string
+			if err := rows.Scan(&td); err != nil {
+				return err
+			}
+			out[td] = true
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 // LeavingPeers returns the peers of the peers table that are leaving (see PeerStep leave), by
 // trust domain, each with whether it leaves because the config file dropped it.
 func (d *DB) LeavingPeers(ctx context.Context) (map[string]bool, error) {

@@ -36,10 +36,11 @@ type Sharing struct {
 	gen    uint64
 	set    *policy.Set
 	phases map[string]string
-	// leaving is db.LeavingPeers as it was at peers generation leavingGen.
-	leaving    map[string]bool
-	leavingGen uint64
-	leavingOK  bool
+	// leaving is db.LeavingPeers, and listed db.ListedPeers, as they were at peers generation
+	// leavingGen.
+	leaving, listed map[string]bool
+	leavingGen      uint64
+	leavingOK       bool
 }
 
 // New returns a Sharing over d for the org; config returns the running config; log says which
@@ -55,31 +56,44 @@ func (s *Sharing) Org() string { return s.org }
 // config file): every decision for it is then deny. An accepted peer that leaves while the
 // config file lists its trust domain is not: the file's peer is in effect. A peer that leaves
 // because the file dropped it is, also while the running config still has the old file.
-// Every decision for a peer asks, so the leaving peers are read once per peers generation.
+// A peer that the running config has from Raft, and the peers table no longer lists, was
+// removed: the node makes the running config follow the table a moment after the step commits,
+// and until then it is granted nothing either (CI: a record put in that moment reached a peer
+// that had been removed, on its open subscription).
+// Every decision for a peer asks, so the peers table is read once per peers generation.
 func (s *Sharing) Leaving(ctx context.Context, trustDomain string) (bool, error) {
 	gen := s.db.PeersGeneration() // before the read: a step after it makes the next call read again
 	s.mu.Lock()
-	leaving, ok := s.leaving, s.leavingOK && s.leavingGen == gen
+	leaving, listed, ok := s.leaving, s.listed, s.leavingOK && s.leavingGen == gen
 	s.mu.Unlock()
 	if !ok {
 		var err error
 		if leaving, err = s.db.LeavingPeers(ctx); err != nil {
 			return false, err
 		}
+		if listed, err = s.db.ListedPeers(ctx); err != nil {
+			return false, err
+		}
 		s.mu.Lock()
-		s.leaving, s.leavingGen, s.leavingOK = leaving, gen, true
+		s.leaving, s.listed, s.leavingGen, s.leavingOK = leaving, listed, gen, true
 		s.mu.Unlock()
 	}
 	fromFile, is := leaving[trustDomain]
-	if !is || fromFile {
-		return is, nil
+	if fromFile {
+		return true, nil
 	}
 	for _, p := range s.config().Peers {
-		if p.TrustDomain == trustDomain && p.Source != config.PeerFromRaft {
-			return false, nil
+		if p.TrustDomain != trustDomain {
+			continue
+		}
+		if p.Source != config.PeerFromRaft {
+			return false, nil // the file's peer is in effect
+		}
+		if !listed[trustDomain] {
+			return true, nil // removed; the running config has yet to follow
 		}
 	}
-	return true, nil
+	return is, nil
 }
 
 // PolicySet returns every stored policy, compiled, with its current lifecycle state. The set is

@@ -154,3 +154,47 @@ func TestAPolicyThatDoesNotCompileHoldsUpNoOther(t *testing.T) {
 		t.Errorf("the log does not name kapot@1:\n%s", logs.String())
 	}
 }
+
+// TestLeavingUntilTheRunningConfigFollows: a peer is granted nothing while it leaves, and also
+// once the peers table lists it no more (removed) while the running config, which the node merges
+// from the table a moment after each step, still has it from Raft: a record put in that moment
+// reached a removed peer on its open subscription (CI). A peer of the config file is in effect
+// whatever the table says.
+func TestLeavingUntilTheRunningConfigFollows(t *testing.T) {
+	ctx := context.Background()
+	d, err := db.Open(filepath.Join(t.TempDir(), "knooppunt.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	const td = "ncc.crisis.test"
+	source := config.PeerFromRaft
+	s := sharing.New(d, "lcvs.crisis.test", func() *config.Config {
+		return &config.Config{Peers: []config.Peer{{Name: "ncc", TrustDomain: td, Source: source}}}
+	}, slog.New(slog.DiscardHandler))
+	var index uint64
+	step := func(action string) {
+		t.Helper()
+		index++
+		out, err := d.ApplyPeerStep(index, &pb.PeerStep{Action: action, Actor: "local socket", At: timestamppb.New(time.Unix(int64(index)*60, 0)),
+			Peer: &pb.PeerInfo{Name: "ncc", TrustDomain: td, Bundle: []byte("PEM"), Fingerprint: "11111", Invitation: "inv-1"}})
+		if err != nil || out.Refusal != nil {
+			t.Fatalf("%s: %v, %v", action, out.Refusal, err)
+		}
+	}
+	leaving := func(want bool, when string) {
+		t.Helper()
+		if got, err := s.Leaving(ctx, td); err != nil || got != want {
+			t.Errorf("Leaving %s = %v, %v; want %v", when, got, err, want)
+		}
+	}
+	leaving(true, "while the running config has a Raft peer the table does not list")
+	step("add")
+	leaving(false, "once the table lists it")
+	step("leave")
+	leaving(true, "while it leaves")
+	step("remove")
+	leaving(true, "once removed, before the running config follows")
+	source = config.PeerFromConfig
+	leaving(false, "for a peer of the config file")
+}
