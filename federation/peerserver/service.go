@@ -433,13 +433,17 @@ func describedKey(to policy.Recipient) string {
 
 // grants is the policy set that decides for to: the node's, or none at all while to's org is
 // leaving (peer remove), so that its subscription retracts every record it holds before the
-// peer is refused. Every decision for a peer goes through it.
+// peer is refused, and once it is no peer (removed while its stream was between two looks,
+// stillPeer). Every decision for a peer goes through it.
 func (s *Service) grants(ctx context.Context, to policy.Recipient, policies func(context.Context) (*policy.Set, error)) (*policy.Set, error) {
 	leaving, err := s.c.Sharing.Leaving(ctx, to.TrustDomain)
 	if err != nil {
 		return nil, err
 	}
 	if leaving {
+		return &policy.Set{}, nil
+	}
+	if _, err := s.c.Sharing.Recipient(to.ID); err != nil {
 		return &policy.Set{}, nil
 	}
 	return policies(ctx)
