@@ -277,22 +277,29 @@ func (d *DB) HoldersOf(ctx context.Context, trustDomain string) (int64, error) {
 // lists it (see PeerStep leave).
 const LeftConfigFile = "config file"
 
-// ListedPeers returns the trust domains of every peer of the peers table: accepted through Raft,
-// or leaving.
-func (d *DB) ListedPeers(ctx context.Context) (map[string]bool, error) {
-	out := map[string]bool{}
+// PeerListing is how the peers table lists a peer: leaving or not, and whether it leaves because
+// the config file dropped it.
+type PeerListing struct {
+	Leaving, LeftFile bool
+}
+
+// ListedPeers returns every peer of the peers table (accepted through Raft, or leaving) by trust
+// domain, with whether it is leaving (see PeerStep leave).
+func (d *DB) ListedPeers(ctx context.Context) (map[string]PeerListing, error) {
+	out := map[string]PeerListing{}
 	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT trust_domain FROM peers`)
+		rows, err := ro.QueryContext(ctx, `SELECT trust_domain, leaving_since != 0, invitation FROM peers`)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var td string
-			if err := rows.Scan(&td); err != nil {
+			var td, invitation string
+			var leaving bool
+			if err := rows.Scan(&td, &leaving, &invitation); err != nil {
 				return err
 			}
-			out[td] = true
+			out[td] = PeerListing{Leaving: leaving, LeftFile: leaving && invitation == LeftConfigFile}
 		}
 		return rows.Err()
 	})
@@ -302,21 +309,15 @@ func (d *DB) ListedPeers(ctx context.Context) (map[string]bool, error) {
 // LeavingPeers returns the peers of the peers table that are leaving (see PeerStep leave), by
 // trust domain, each with whether it leaves because the config file dropped it.
 func (d *DB) LeavingPeers(ctx context.Context) (map[string]bool, error) {
+	listed, err := d.ListedPeers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]bool{}
-	err := d.read(func(ro *sql.DB) error {
-		rows, err := ro.QueryContext(ctx, `SELECT trust_domain, invitation FROM peers WHERE leaving_since != 0`)
-		if err != nil {
-			return err
+	for td, l := range listed {
+		if l.Leaving {
+			out[td] = l.LeftFile
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var td, invitation string
-			if err := rows.Scan(&td, &invitation); err != nil {
-				return err
-			}
-			out[td] = invitation == LeftConfigFile
-		}
-		return rows.Err()
-	})
-	return out, err
+	}
+	return out, nil
 }

@@ -36,11 +36,10 @@ type Sharing struct {
 	gen    uint64
 	set    *policy.Set
 	phases map[string]string
-	// leaving is db.LeavingPeers, and listed db.ListedPeers, as they were at peers generation
-	// leavingGen.
-	leaving, listed map[string]bool
-	leavingGen      uint64
-	leavingOK       bool
+	// listed is db.ListedPeers as it was at peers generation listedGen.
+	listed    map[string]db.PeerListing
+	listedGen uint64
+	listedOK  bool
 }
 
 // New returns a Sharing over d for the org; config returns the running config; log says which
@@ -64,22 +63,19 @@ func (s *Sharing) Org() string { return s.org }
 func (s *Sharing) Leaving(ctx context.Context, trustDomain string) (bool, error) {
 	gen := s.db.PeersGeneration() // before the read: a step after it makes the next call read again
 	s.mu.Lock()
-	leaving, listed, ok := s.leaving, s.listed, s.leavingOK && s.leavingGen == gen
+	listed, ok := s.listed, s.listedOK && s.listedGen == gen
 	s.mu.Unlock()
 	if !ok {
 		var err error
-		if leaving, err = s.db.LeavingPeers(ctx); err != nil {
-			return false, err
-		}
 		if listed, err = s.db.ListedPeers(ctx); err != nil {
 			return false, err
 		}
 		s.mu.Lock()
-		s.leaving, s.listed, s.leavingGen, s.leavingOK = leaving, listed, gen, true
+		s.listed, s.listedGen, s.listedOK = listed, gen, true
 		s.mu.Unlock()
 	}
-	fromFile, is := leaving[trustDomain]
-	if fromFile {
+	l, is := listed[trustDomain]
+	if l.LeftFile {
 		return true, nil
 	}
 	for _, p := range s.config().Peers {
@@ -89,11 +85,11 @@ func (s *Sharing) Leaving(ctx context.Context, trustDomain string) (bool, error)
 		if p.Source != config.PeerFromRaft {
 			return false, nil // the file's peer is in effect
 		}
-		if !listed[trustDomain] {
+		if !is {
 			return true, nil // removed; the running config has yet to follow
 		}
 	}
-	return is, nil
+	return l.Leaving, nil
 }
 
 // PolicySet returns every stored policy, compiled, with its current lifecycle state. The set is
