@@ -112,28 +112,31 @@ func TestClusterAttachmentRoundTrip(t *testing.T) {
 	follower.Put(t, guide)
 	// The log holds one entry per chunk, each under 1 MiB, then the commit. An attempt that a
 	// follower refused mid-way (UNAVAILABLE, retried above) may have left chunks of an upload
-	// of its own, which the sweep takes: only the committed upload's count.
+	// of its own, which the sweep takes: only the committed upload's count. The log is read on
+	// the replica that led at the start: when the lead moved during the upload, that replica
+	// applies the commit a moment after the new leader acknowledged it.
 	perUpload := map[string]int{}
 	committed := ""
-	after := leader.Node.Store().AppliedIndex()
-	for i := before + 1; i <= after; i++ {
-		cmd, size, err := leader.Node.Store().LogEntry(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fc := cmd.GetFileChunk(); fc != nil {
-			perUpload[fc.UploadId]++
-			if size > 1<<20 {
-				t.Errorf("log entry %d, chunk %d, is %d bytes: over 1 MiB", i, fc.Seq, size)
+	index := before + 1
+	clustertest.Eventually(t, 10*time.Second, "the commit of "+hash+" in "+leader.ID+"'s log", func() (bool, string) {
+		after := leader.Node.Store().AppliedIndex()
+		for ; index <= after && committed == ""; index++ {
+			cmd, size, err := leader.Node.Store().LogEntry(index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fc := cmd.GetFileChunk(); fc != nil {
+				perUpload[fc.UploadId]++
+				if size > 1<<20 {
+					t.Errorf("log entry %d, chunk %d, is %d bytes: over 1 MiB", index, fc.Seq, size)
+				}
+			}
+			if st := cmd.GetFileStep(); st.GetAction() == "commit" && st.GetSha256() == hash {
+				committed = st.UploadId
 			}
 		}
-		if st := cmd.GetFileStep(); st.GetAction() == "commit" && st.GetSha256() == hash {
-			committed = st.UploadId
-		}
-	}
-	if committed == "" {
-		t.Fatalf("no commit of %s in log entries %d to %d", hash, before+1, after)
-	}
+		return committed != "", fmt.Sprintf("none in entries %d to %d", before+1, after)
+	})
 	if chunks := perUpload[committed]; chunks != 4 {
 		t.Errorf("%d chunk entries in the log for a file of %d bytes, want 4", chunks, len(data))
 	}
