@@ -102,15 +102,10 @@ func (r *replica) close(t *testing.T) {
 	}
 }
 
-// TestAReplicaStandsForElectionOnlyOnceCaughtUp: two replicas of three lose their disks and
-// rejoin the third, which has compacted its log into a snapshot. They take in the snapshot, and
-// the network loses the entries after it; then the third stops. Raft alone lets the two elect one
-// of themselves, and the group goes on without the entries after the snapshot, which were
-// committed. Caught up only when they hold them, the two elect nobody (and know they have no
-// leader), also once restarted; when the third comes back it leads, they catch up, and once they
-// have, the two elect one of themselves when it stops.
-func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
-	reps := make([]*replica, 3)
+// openGroup opens a new group of n replicas on loopback, and gives them with its configuration.
+func openGroup(t *testing.T, n int) ([]*replica, []raft.Server) {
+	t.Helper()
+	reps := make([]*replica, n)
 	var servers []raft.Server
 	for i := range reps {
 		reps[i] = &replica{id: fmt.Sprintf("replica-%d", i+1), addr: "127.0.0.1:0", dir: t.TempDir()}
@@ -122,6 +117,18 @@ func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
 	for _, r := range reps {
 		r.open(t, servers)
 	}
+	return reps, servers
+}
+
+// TestAReplicaStandsForElectionOnlyOnceCaughtUp: two replicas of three lose their disks and
+// rejoin the third, which has compacted its log into a snapshot. They take in the snapshot, and
+// the network loses the entries after it; then the third stops. Raft alone lets the two elect one
+// of themselves, and the group goes on without the entries after the snapshot, which were
+// committed. Caught up only when they hold them, the two elect nobody (and know they have no
+// leader), also once restarted; when the third comes back it leads, they catch up, and once they
+// have, the two elect one of themselves when it stops.
+func TestAReplicaStandsForElectionOnlyOnceCaughtUp(t *testing.T) {
+	reps, servers := openGroup(t, 3)
 	leaderOf := func(rs ...*replica) *replica {
 		for _, r := range rs {
 			if r.s.IsLeader() {

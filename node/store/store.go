@@ -1386,14 +1386,19 @@ func ipForName(have, want raft.ServerAddress) bool {
 	return err == nil && werr == nil && net.ParseIP(h) != nil && net.ParseIP(w) == nil
 }
 
-// RemoveServer takes a replica out of the group. Only the leader can.
+// RemoveServer takes a replica out of the group. Only the leader can: ErrNotLeader when this
+// replica does not lead and nothing was proposed, ErrMaybeCommitted when it was deposed while the
+// change was being committed.
 func (s *Store) RemoveServer(id string) error {
 	if s.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
 	if err := s.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return ErrNotLeader // the change may have committed; removing it again changes nothing
+		// Unlike adding a voter, removing one is not the same twice: a second remove of a
+		// replica that is gone is refused, so a change that may have committed is not one the
+		// caller may safely send again.
+		if err := commitError(err); errors.Is(err, ErrNotLeader) || errors.Is(err, ErrMaybeCommitted) {
+			return err
 		}
 		return fmt.Errorf("store: remove %s: %w", id, err)
 	}

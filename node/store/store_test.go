@@ -939,6 +939,50 @@ func TestCommitError(t *testing.T) {
 	}
 }
 
+// TestARemoveCutOffByALeaderChangeMayHaveBeenMade: a leader that proposed a replica's removal
+// and was deposed before it committed says the removal may have been made (ErrMaybeCommitted),
+// not that it can safely be sent again (ErrNotLeader): the next leader may commit it, and a remove
+// sent again then finds no such replica.
+func TestARemoveCutOffByALeaderChangeMayHaveBeenMade(t *testing.T) {
+	reps, _ := openGroup(t, 3)
+	var leader *replica
+	for deadline := time.Now().Add(10 * time.Second); leader == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader within 10s")
+		}
+		for _, r := range reps {
+			if r.s.IsLeader() {
+				leader = r
+			}
+		}
+	}
+	var followers []*replica
+	for _, r := range reps {
+		if r != leader {
+			followers = append(followers, r)
+			r.tr.drop.Store(true) // the removal stays uncommitted; heartbeats keep the lease
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- leader.s.RemoveServer(followers[0].id) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the removal ended before its leader was deposed: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	for _, r := range followers {
+		r.close(t) // no heartbeat answers: the leader steps down at its lease's end
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrMaybeCommitted) || errors.Is(err, ErrNotLeader) {
+			t.Fatalf("removal cut off by the loss of the lead: %v, want %v", err, ErrMaybeCommitted)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removal did not end within 10s of its leader's loss of both followers")
+	}
+}
+
 // TestAReplicaThatBeganAloneJoinsUnderItsAddress: a replica that ran alone (no raft.listen) is
 // in its group's configuration under its id, which no other replica can dial. Started with a
 // transport, it names the transport's address as soon as it leads, so that a replica that

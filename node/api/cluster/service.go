@@ -281,6 +281,11 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 		return nil, api.FieldStatus(codes.FailedPrecondition, "id", fmt.Sprintf("%s is the group's last voter: a group without one cannot work; nothing was changed", shown))
 	}
 	if err := s.store.RemoveServer(req.Id); err != nil {
+		if errors.Is(err, store.ErrMaybeCommitted) {
+			// Not UNAVAILABLE, which clients take as safe to retry: the retry would find the
+			// replica gone and say there is none.
+			return nil, status.Errorf(codes.Aborted, "the leader changed while the removal of %s was being committed, so it may have been made: see knooppunt cluster status, and remove it again only if it is still listed", shown)
+		}
 		return nil, api.Status(s.log, err)
 	}
 	s.log.Info("replica removed", "id", shown)
