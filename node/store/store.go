@@ -167,9 +167,9 @@ type Store struct {
 	// one it knew (see LeaderChanged).
 	movedMu sync.Mutex
 	moved   chan struct{}
-	// leaderLost is when this replica last lost the leader it knew, in Unix nanoseconds; 0 when
-	// it has known none since it started (see LeaderSeen).
-	leaderLost atomic.Int64
+	// leaderLost is when this replica last lost the leader it knew, and leaderFound when it last
+	// learned of one, in Unix nanoseconds; 0 when it has not since it started (see LeaderSeen).
+	leaderLost, leaderFound atomic.Int64
 	// lv is what this replica, as leader, knows of the others' apply levels (see levels.go).
 	lv levels
 	// bg counts the commands committed in the background (see Background).
@@ -382,6 +382,9 @@ func (s *Store) watchReplicas() {
 			s.log.Warn("raft: could not set this replica's address in the group: `cluster join` tries again", "err", err)
 		}
 	}
+	if s.Leader() != "" {
+		s.leaderFound.Store(time.Now().UnixNano()) // found before the observer was there to see it
+	}
 	if s.IsLeader() {
 		go fix() // it led before the observer was there to see it
 	}
@@ -431,9 +434,11 @@ func (s *Store) watchReplicas() {
 				case d.LeaderID == "":
 					s.leaderLost.Store(time.Now().UnixNano())
 				case string(d.LeaderID) == s.cfg.ReplicaID:
+					s.leaderFound.Store(time.Now().UnixNano())
 					s.log.Info("raft: this replica leads now")
 					go fix() // a configuration change: not on the observer's loop
 				case d.LeaderID != "":
+					s.leaderFound.Store(time.Now().UnixNano())
 					s.log.Info("raft: the group has a leader", "leader", d.LeaderID)
 				}
 			}
@@ -1029,12 +1034,13 @@ func (s *Store) Leader() string {
 // LeaderSeen is when this replica last knew a leader of its group, itself included: now while
 // it knows one, the zero time when it has known none since it started. Raft's own last contact
 // will not do: a vote it grants counts as one, and the survivors of a lost majority go on
-// voting for each other.
+// voting for each other. Raft tells of a lost leader a moment after it forgot it: until then,
+// it was last known when it was found.
 func (s *Store) LeaderSeen() time.Time {
 	if s.Leader() != "" {
 		return time.Now()
 	}
-	if ns := s.leaderLost.Load(); ns != 0 {
+	if ns := max(s.leaderLost.Load(), s.leaderFound.Load()); ns != 0 {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}

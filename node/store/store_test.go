@@ -983,6 +983,62 @@ func TestARemoveCutOffByALeaderChangeMayHaveBeenMade(t *testing.T) {
 	}
 }
 
+// TestALeaderLostIsSeenAtOnce: a follower that just lost its leader says when it last knew one
+// from the moment it knows none, not that it has known none since it started, which Raft's
+// report of the loss, a moment later, would have it say meanwhile (CI: the admin page of a
+// replica cut off from its group said "none since the start").
+func TestALeaderLostIsSeenAtOnce(t *testing.T) {
+	reps, _ := openGroup(t, 3)
+	var leader *replica
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader that every replica knows within 10s")
+		}
+		leader = nil
+		known := 0
+		for _, r := range reps {
+			if r.s.IsLeader() {
+				leader = r
+			}
+			if !r.s.LeaderSeen().IsZero() {
+				known++
+			}
+		}
+		if leader != nil && known == len(reps) {
+			break
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // Raft's report of the leader found is taken in
+	var follower *replica
+	found := time.Now()
+	// The follower's observer of Raft is held up, as on a loaded machine: it takes in the loss
+	// only once the follower has been asked.
+	for _, r := range reps {
+		if r != leader {
+			follower = r
+			break
+		}
+	}
+	follower.s.unreachableMu.Lock()
+	defer follower.s.unreachableMu.Unlock()
+	follower = nil
+	for _, r := range reps {
+		if r != leader && follower == nil {
+			follower = r
+		} else {
+			r.close(t) // the leader, and the other follower, which would be elected
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); follower.s.Leader() != ""; {
+		if time.Now().After(deadline) {
+			t.Fatal("the follower still knows a leader 10s after the others stopped")
+		}
+	}
+	if seen := follower.s.LeaderSeen(); seen.IsZero() || seen.After(time.Now()) || seen.Before(found.Add(-10*time.Second)) {
+		t.Fatalf("LeaderSeen at once after the leader was lost: %v, want a moment ago", seen)
+	}
+}
+
 // TestAReplicaThatBeganAloneJoinsUnderItsAddress: a replica that ran alone (no raft.listen) is
 // in its group's configuration under its id, which no other replica can dial. Started with a
 // transport, it names the transport's address as soon as it leads, so that a replica that

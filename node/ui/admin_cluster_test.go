@@ -49,6 +49,10 @@ func TestAdminPageOfAReplicaWithoutLeader(t *testing.T) {
 		}
 	}
 
+	// A follower that never heard from its leader would rightly say it has known none.
+	clustertest.Eventually(t, 10*time.Second, follower.ID+" knows its leader", func() (bool, string) {
+		return follower.Node.Store().Leader() == leader.ID, follower.Node.Store().Leader()
+	})
 	follower.Node.Store().Isolate(true)
 	t.Cleanup(func() { follower.Node.Store().Isolate(false) })
 	clustertest.Eventually(t, 10*time.Second, follower.ID+"'s page to say it knows no leader", func() (bool, string) {
