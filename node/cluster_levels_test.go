@@ -136,6 +136,32 @@ func TestClusterOlderReplicaDownAtElectionKnownSoon(t *testing.T) {
 	}
 }
 
+// TestClusterOlderReplicaRestartedKnownSoon: a replica that said its level to the leader, and
+// is then restarted on an earlier release, is known to that leader within seconds, not at its
+// next round of questions ten seconds on: the leader asks again a replica that stopped answering
+// Raft, and once more when it answers again.
+func TestClusterOlderReplicaRestartedKnownSoon(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{})
+	for _, r := range c.Replicas {
+		r.ApplyLevel = 3
+	}
+	c.StartAll(t)
+	leader := c.Leader(t, 10*time.Second, c.Replicas...)
+	leader.Put(t, clustertest.Shelter("before", 1)) // a write: each replica has said its level
+	olderMarked(t, leader, time.Second)
+	// Past the leader's first round of questions, a tick (a second) into its leadership; the
+	// next is ten seconds on.
+	time.Sleep(2 * time.Second)
+	restarted := others(c, leader)[0]
+	restarted.Stop(t)
+	restarted.ApplyLevel = 2
+	restarted.Start(t)
+	olderMarked(t, leader, 4*time.Second, restarted.ID)
+	if _, err := leader.Records(t).Put(clustertest.Call(t), &pb.PutRequest{Record: clustertest.Shelter("refused", 3)}); api.Reason(err) != api.ReasonOlderReplica {
+		t.Errorf("a write once %s was restarted on an earlier release: %v, want %s", restarted.ID, err, api.ReasonOlderReplica)
+	}
+}
+
 // TestOlderReplicaGivesPeersNothing: while a replica of the group runs an earlier release, no
 // replica gives a peer anything, neither the leader nor a follower: what it sent could not be
 // recorded, as the leader takes no writes, and a revoke would not retract it. Once the replica

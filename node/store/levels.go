@@ -48,6 +48,9 @@ type levels struct {
 	refused map[string]string
 	// asked is when each replica was last asked.
 	asked map[string]time.Time
+	// cut are the replicas that stopped answering Raft since they last said their level: one
+	// restarted meanwhile may run another release.
+	cut map[string]bool
 	// term is the term in which seen was gathered: a new leadership asks anew.
 	term uint64
 }
@@ -56,7 +59,7 @@ type levels struct {
 // lv.mu is held.
 func (lv *levels) begin(term uint64) {
 	if lv.term != term {
-		lv.term, lv.seen, lv.asked, lv.refused = term, map[string]uint32{}, map[string]time.Time{}, map[string]string{}
+		lv.term, lv.seen, lv.asked, lv.refused, lv.cut = term, map[string]uint32{}, map[string]time.Time{}, map[string]string{}, map[string]bool{}
 	}
 }
 
@@ -132,6 +135,7 @@ func (s *Store) askLevels(ids []string) {
 			}
 			s.lv.asked[id] = time.Now()
 			if err == nil {
+				delete(s.lv.cut, id)
 				if says.SnapshotRefused != "" {
 					s.lv.refused[id] = says.SnapshotRefused
 				} else {
@@ -232,11 +236,24 @@ func (s *Store) watchLevels() {
 	}
 }
 
+// levelCut notes, on the leader, that replica id failed a heartbeat, or answers again after it
+// failed: it is asked for its level again at every tick until it answers (unheardReplicas), as
+// it may come back restarted on another release. Noted again when it answers Raft again, an
+// answer the stopping process gave in between does not count.
+func (s *Store) levelCut(id string) {
+	s.lv.mu.Lock()
+	defer s.lv.mu.Unlock()
+	if s.lv.term == s.raft.CurrentTerm() && s.lv.cut != nil {
+		s.lv.cut[id] = true
+	}
+}
+
 // unheardReplicas are the other replicas that were asked for their level in this leadership and
-// have not answered: they were down. watchLevels asks them again at every tick, so that one that
-// comes back running an earlier release is known within a tick or two, not at the next round
-// (levelEvery), while it applies the entries it is sent (CI: a replica restarted as the leader
-// changed went unmarked in cluster status).
+// have not answered, they were down, and those that stopped answering Raft since they last said
+// it (levelCut). watchLevels asks them again at every tick, so that one that comes back running
+// an earlier release is known within a tick or two, not at the next round (levelEvery), while it
+// applies the entries it is sent (CI: a replica restarted as the leader changed went unmarked in
+// cluster status).
 func (s *Store) unheardReplicas() []string {
 	others := s.otherReplicas()
 	s.lv.mu.Lock()
@@ -247,7 +264,7 @@ func (s *Store) unheardReplicas() []string {
 	var out []string
 	for _, id := range others {
 		_, heard := s.lv.seen[id]
-		if _, asked := s.lv.asked[id]; asked && !heard {
+		if _, asked := s.lv.asked[id]; asked && !heard || s.lv.cut[id] {
 			out = append(out, id)
 		}
 	}

@@ -396,6 +396,7 @@ func (s *Store) watchReplicas() {
 			s.unreachableMu.Lock()
 			switch d := o.Data.(type) {
 			case raft.FailedHeartbeatObservation:
+				s.levelCut(string(d.PeerID))
 				if _, ok := s.unreachable[d.PeerID]; !ok {
 					if s.unreachable == nil {
 						s.unreachable = map[raft.ServerID]time.Time{}
@@ -420,6 +421,7 @@ func (s *Store) watchReplicas() {
 					s.replicating[d.Peer.ID] = time.Now()
 				}
 			case raft.ResumedHeartbeatObservation:
+				s.levelCut(string(d.PeerID)) // what it says from now on is the replica that came back
 				if _, ok := s.unreachable[d.PeerID]; ok {
 					s.log.Info("raft: a replica answers again", "replica", d.PeerID)
 				}
