@@ -106,11 +106,10 @@ func olderMarked(t *testing.T, leader *clustertest.Replica, within time.Duration
 	})
 }
 
-// TestClusterOlderReplicaDownAtElectionKnownSoon: a replica that is down when a leader takes the
-// lead, and comes back running an earlier release, is known to that leader within seconds, not
-// at its next round of questions ten seconds on: until then the leader takes writes that the
-// replica applies otherwise.
-func TestClusterOlderReplicaDownAtElectionKnownSoon(t *testing.T) {
+// startAtLevel3 starts a group of three at apply level 3, and returns it with its leader once
+// that took a write, for which each replica said its level.
+func startAtLevel3(t *testing.T) (*clustertest.Cluster, *clustertest.Replica) {
+	t.Helper()
 	c := clustertest.New(t, clustertest.Options{})
 	for _, r := range c.Replicas {
 		r.ApplyLevel = 3
@@ -118,6 +117,15 @@ func TestClusterOlderReplicaDownAtElectionKnownSoon(t *testing.T) {
 	c.StartAll(t)
 	leader := c.Leader(t, 10*time.Second, c.Replicas...)
 	leader.Put(t, clustertest.Shelter("before", 1))
+	return c, leader
+}
+
+// TestClusterOlderReplicaDownAtElectionKnownSoon: a replica that is down when a leader takes the
+// lead, and comes back running an earlier release, is known to that leader within seconds, not
+// at its next round of questions ten seconds on: until then the leader takes writes that the
+// replica applies otherwise.
+func TestClusterOlderReplicaDownAtElectionKnownSoon(t *testing.T) {
+	c, leader := startAtLevel3(t)
 	down := others(c, leader)[0]
 	down.Stop(t)
 	// A new leadership while down is away: its leader asks down, which does not answer.
@@ -141,13 +149,7 @@ func TestClusterOlderReplicaDownAtElectionKnownSoon(t *testing.T) {
 // next round of questions ten seconds on: the leader asks again a replica that stopped answering
 // Raft, and once more when it answers again.
 func TestClusterOlderReplicaRestartedKnownSoon(t *testing.T) {
-	c := clustertest.New(t, clustertest.Options{})
-	for _, r := range c.Replicas {
-		r.ApplyLevel = 3
-	}
-	c.StartAll(t)
-	leader := c.Leader(t, 10*time.Second, c.Replicas...)
-	leader.Put(t, clustertest.Shelter("before", 1)) // a write: each replica has said its level
+	c, leader := startAtLevel3(t)
 	olderMarked(t, leader, time.Second)
 	// Past the leader's first round of questions, a tick (a second) into its leadership; the
 	// next is ten seconds on.
