@@ -945,23 +945,9 @@ func TestCommitError(t *testing.T) {
 // sent again then finds no such replica.
 func TestARemoveCutOffByALeaderChangeMayHaveBeenMade(t *testing.T) {
 	reps, _ := openGroup(t, 3)
-	var leader *replica
-	for deadline := time.Now().Add(10 * time.Second); leader == nil; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader within 10s")
-		}
-		for _, r := range reps {
-			if r.s.IsLeader() {
-				leader = r
-			}
-		}
-	}
-	var followers []*replica
-	for _, r := range reps {
-		if r != leader {
-			followers = append(followers, r)
-			r.tr.drop.Store(true) // the removal stays uncommitted; heartbeats keep the lease
-		}
+	leader, followers := settledLeader(t, reps)
+	for _, r := range followers {
+		r.tr.drop.Store(true) // the removal stays uncommitted; heartbeats keep the lease
 	}
 	done := make(chan error, 1)
 	go func() { done <- leader.s.RemoveServer(followers[0].id) }()
@@ -983,52 +969,40 @@ func TestARemoveCutOffByALeaderChangeMayHaveBeenMade(t *testing.T) {
 	}
 }
 
+// settledLeader waits until one of reps leads and every other one names it, and returns it and
+// the others.
+func settledLeader(t *testing.T, reps []*replica) (*replica, []*replica) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader that every replica names within 10s")
+		}
+		i := slices.IndexFunc(reps, func(r *replica) bool { return r.s.IsLeader() })
+		if i < 0 {
+			continue
+		}
+		leader, followers := reps[i], slices.Concat(reps[:i], reps[i+1:])
+		if !slices.ContainsFunc(followers, func(r *replica) bool { return r.s.Leader() != leader.id }) {
+			return leader, followers
+		}
+	}
+}
+
 // TestALeaderLostIsSeenAtOnce: a follower that just lost its leader says when it last knew one
 // from the moment it knows none, not that it has known none since it started, which Raft's
 // report of the loss, a moment later, would have it say meanwhile (CI: the admin page of a
 // replica cut off from its group said "none since the start").
 func TestALeaderLostIsSeenAtOnce(t *testing.T) {
 	reps, _ := openGroup(t, 3)
-	var leader *replica
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader that every replica knows within 10s")
-		}
-		leader = nil
-		known := 0
-		for _, r := range reps {
-			if r.s.IsLeader() {
-				leader = r
-			}
-			if !r.s.LeaderSeen().IsZero() {
-				known++
-			}
-		}
-		if leader != nil && known == len(reps) {
-			break
-		}
-	}
+	leader, followers := settledLeader(t, reps)
 	time.Sleep(100 * time.Millisecond) // Raft's report of the leader found is taken in
-	var follower *replica
-	found := time.Now()
+	follower, found := followers[0], time.Now()
 	// The follower's observer of Raft is held up, as on a loaded machine: it takes in the loss
 	// only once the follower has been asked.
-	for _, r := range reps {
-		if r != leader {
-			follower = r
-			break
-		}
-	}
 	follower.s.unreachableMu.Lock()
 	defer follower.s.unreachableMu.Unlock()
-	follower = nil
-	for _, r := range reps {
-		if r != leader && follower == nil {
-			follower = r
-		} else {
-			r.close(t) // the leader, and the other follower, which would be elected
-		}
-	}
+	leader.close(t)
+	followers[1].close(t) // which would be elected
 	for deadline := time.Now().Add(10 * time.Second); follower.s.Leader() != ""; {
 		if time.Now().After(deadline) {
 			t.Fatal("the follower still knows a leader 10s after the others stopped")
