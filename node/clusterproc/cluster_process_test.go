@@ -203,20 +203,27 @@ func cli(t *testing.T, bin string, args ...string) []byte {
 	t.Helper()
 	var out []byte
 	clustertest.Eventually(t, 20*time.Second, fmt.Sprintf("knooppunt %v", args), func() (bool, string) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = proctest.Env()
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		var said string
 		var err error
-		if out, err = cmd.Output(); err == nil {
+		if out, said, err = runCLI(bin, args...); err == nil {
 			return true, ""
 		}
-		if !strings.Contains(stderr.String(), "(Unavailable)") {
-			t.Fatalf("knooppunt %v: %v\n%s", args, err, stderr.String())
+		if !strings.Contains(said, "(Unavailable)") {
+			t.Fatalf("knooppunt %v: %v\n%s", args, err, said)
 		}
-		return false, stderr.String()
+		return false, said
 	})
 	return out
+}
+
+// runCLI runs the knooppunt CLI once, and returns its stdout and its stderr.
+func runCLI(bin string, args ...string) ([]byte, string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = proctest.Env()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	return out, stderr.String(), err
 }
 
 type clusterJSON struct {
@@ -264,12 +271,7 @@ func removeCLI(t *testing.T, bin, id string, r *clustertest.Replica) clusterJSON
 	args := []string{"cluster", "remove", id, "--node", "unix://" + r.SocketPath(), "-o", "json"}
 	aborted := false
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = proctest.Env()
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		said := stderr.String()
+		out, said, err := runCLI(bin, args...)
 		switch {
 		case err == nil:
 			var st clusterJSON
