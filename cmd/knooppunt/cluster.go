@@ -244,9 +244,9 @@ func newClusterRemoveCmd() *cobra.Command {
 the leader. The group's last voter cannot be removed. The removed replica stops taking part in
 Raft: it refuses writes, its local reads go stale, and its status says it is not a member. Stop
 its process, and empty its data directory before its host or id is used again; then take it out
-of raft.servers in the other replicas' configs. The leader can be removed too: it leaves the
-group, the others elect a new leader within seconds, and the answer says so (ask one of them
-for cluster status). Otherwise it prints the group as cluster status does; -o json always does.
+of raft.servers in the other replicas' configs. The leader can be removed too: it hands the
+lead to another voter first, which then removes it. It prints the group without the replica,
+as cluster status does; -o json too.
 For admins and the local socket; audited as cluster.remove.`,
 		Example: `  knooppunt cluster remove r3`,
 		Args:    cobra.ExactArgs(1),
@@ -265,8 +265,9 @@ For admins and the local socket; audited as cluster.remove.`,
 	return cmd
 }
 
-// printRemoved prints the group after replica id left it. When the leader removed itself, the
-// answer is its own, from outside the group: that is said instead of its empty table.
+// printRemoved prints the group after replica id left it. When a leader removed itself (a leader
+// of a release before leaders handed the lead on first), the answer is its own, from outside the
+// group: that is said instead of its empty table.
 func printRemoved(w io.Writer, format, id string, st *pb.ClusterStatusResponse) error {
 	if st.Replica != id || format == "json" {
 		return printCluster(w, format, st)

@@ -39,6 +39,12 @@ const localCaller = "local"
 // refuses a call that must be made on the leader itself.
 const LeaderHeader = "knooppunt-leader"
 
+// AnsweredHeader is the trailer with which a replica marks its own answer, with its id, to a call
+// that another replica may have forwarded to it. A forwarding follower tells by it the leader's
+// answer from grpc's own failure of a call whose connection broke while the call was under way
+// (the leader killed, the network cut): the leader may have proposed such a write.
+const AnsweredHeader = "knooppunt-answered-by"
+
 // writeMethods are the unary methods that change state and that a follower forwards to the
 // leader, transparently to the caller.
 var writeMethods = map[string]bool{
@@ -224,8 +230,17 @@ func awaitChange(ctx context.Context, changed <-chan struct{}, until time.Time) 
 	return false
 }
 
-// invokeOn makes the call on conn, to leader id, and ends it with ABORTED should this replica
-// learn of another leader, or lose id, meanwhile.
+// movedGrace is how long a forwarded call waits for the answer of the leader it was sent to once
+// this replica learns of another leader. A leader that handed the lead on before it did anything
+// (a removal of itself) answers at once, and the call goes on to the new one; a stalled leader
+// (a frozen process) would answer only at the caller's deadline.
+const movedGrace = 500 * time.Millisecond
+
+// invokeOn makes the call on conn, to leader id. It ends the call with ABORTED should this replica
+// learn of another leader, or lose id, meanwhile, and id not answer within movedGrace; and when
+// the call fails UNAVAILABLE with no answer of id's own (AnsweredHeader), as its connection broke
+// after the call was sent: id may have proposed it, and another leader may commit it, while
+// UNAVAILABLE tells a client that nothing was done.
 func (f *Forwarder) invokeOn(ctx context.Context, conn *grpc.ClientConn, id string, changed <-chan struct{}, method string, req, reply any) error {
 	callCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -239,16 +254,39 @@ func (f *Forwarder) invokeOn(ctx context.Context, conn *grpc.ClientConn, id stri
 					continue
 				}
 				moved.Store(true)
-				cancel()
+				t := time.NewTimer(movedGrace)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					cancel()
+				case <-callCtx.Done():
+				}
 				return
 			case <-callCtx.Done():
 				return
 			}
 		}
 	}()
-	err := conn.Invoke(callCtx, method, req, reply)
-	if err != nil && moved.Load() && ctx.Err() == nil {
+	var trailer metadata.MD
+	err := conn.Invoke(callCtx, method, req, reply, grpc.Trailer(&trailer))
+	if ctx.Err() != nil {
+		return err // the caller's own cancel or deadline
+	}
+	return forwardOutcome(id, err, trailer, moved.Load())
+}
+
+// forwardOutcome is what a follower answers for a call it forwarded to leader id, which ended
+// with err and trailer; moved when the follower learnt of another leader during the call.
+func forwardOutcome(id string, err error, trailer metadata.MD, moved bool) error {
+	switch {
+	case err == nil, unconnected(err):
+		return err
+	case len(trailer.Get(AnsweredHeader)) > 0 || Reason(err) != "":
+		return err // id's own answer (a reason is too, from a release that did not mark them)
+	case moved:
 		return status.Errorf(codes.Aborted, "the leader changed while this call was forwarded to %s, so a write may have been stored: read it again, and write it again only if it is not there", id)
+	case status.Code(err) == codes.Unavailable:
+		return status.Errorf(codes.Aborted, "the connection to leader %s broke while this call was forwarded to it (%s), so a write may have been stored: read it again, and write it again only if it is not there", id, status.Convert(err).Message())
 	}
 	return err
 }
@@ -382,6 +420,9 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 				strong = r.GetConsistency() == "strong"
 			}
 		}
+		if forwarded(info.FullMethod) || info.FullMethod == pb.ReplicaService_Apply_FullMethodName {
+			grpc.SetTrailer(ctx, metadata.Pairs(AnsweredHeader, f.Store.ReplicaID()))
+		}
 		if leaderReads[info.FullMethod] {
 			return f.leaderRead(ctx, info.FullMethod, req, h)
 		}
@@ -395,7 +436,7 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 					return nil, status.Error(codes.Unavailable, "this replica could not confirm it still leads: retry")
 				}
 			}
-			return h(ctx, req)
+			return f.own(ctx, info.FullMethod, req, h)
 		}
 		if personal {
 			return nil, f.toLeader(ctx)
@@ -412,10 +453,26 @@ func (f *Forwarder) Unary() grpc.UnaryServerInterceptor {
 					return nil, status.Error(codes.Unavailable, "this replica could not confirm it still leads: retry")
 				}
 			}
-			return h(ctx, req) // it leads now: the call is its own
+			return f.own(ctx, info.FullMethod, req, h) // it leads now: the call is its own
 		}
 		return reply, err
 	}
+}
+
+// own makes a call on this replica, the leader. A write its handler refused as this replica
+// handed the lead on, having done nothing (ReasonNotLeaderEither: the leader's removal of itself),
+// goes on to the new leader; a call another replica forwarded goes back to that one, which sends
+// it on itself.
+func (f *Forwarder) own(ctx context.Context, method string, req any, h grpc.UnaryHandler) (any, error) {
+	reply, err := h(ctx, req)
+	if !writeMethods[method] || Reason(err) != ReasonNotLeaderEither {
+		return reply, err
+	}
+	reply, err = f.forward(ctx, method, req)
+	if errors.Is(err, store.ErrLeadsNow) {
+		return nil, status.Error(codes.Unavailable, "the group changed leader while this call waited: retry")
+	}
+	return reply, err
 }
 
 // leaderRead answers one of leaderReads: on the leader itself, else from the leader, else, when

@@ -1,10 +1,14 @@
 package api
 
 import (
+	"errors"
 	"testing"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
@@ -41,6 +45,43 @@ func TestForwarderDialsAnewAfterRenewal(t *testing.T) {
 	for name, c := range map[string]interface{ GetState() connectivity.State }{"old": first, "new": renewed} {
 		if c.GetState() != connectivity.Shutdown {
 			t.Errorf("the %s connection is open after Close", name)
+		}
+	}
+}
+
+// TestForwardOutcome: a forwarded call that failed UNAVAILABLE without the leader's own mark
+// (AnsweredHeader) broke after it was sent, and may have been proposed: the follower answers
+// ABORTED, never UNAVAILABLE, which tells a client that nothing was done. The leader's own
+// answers, and a call grpc never sent, pass unchanged.
+func TestForwardOutcome(t *testing.T) {
+	marked := metadata.Pairs(AnsweredHeader, "r1")
+	broken := status.Error(codes.Unavailable, "error reading from server: EOF")
+	refused := status.Error(codes.Unavailable, "this replica is not the leader and cannot take writes now: retry shortly")
+	neverSent := status.Error(codes.Unavailable, "connection error: desc = \"transport: Error while dialing\"")
+	either := ReasonStatus(codes.Unavailable, ReasonNotLeaderEither, "this replica is not the leader either")
+	invalid := Invalid("record.id", "missing")
+	for _, tc := range []struct {
+		name    string
+		err     error
+		trailer metadata.MD
+		moved   bool
+		want    codes.Code
+		same    bool // the error passes unchanged
+	}{
+		{"answered", nil, marked, false, codes.OK, true},
+		{"connection broke during the call", broken, nil, false, codes.Aborted, false},
+		{"connection broke, leader moved", broken, nil, true, codes.Aborted, false},
+		{"the leader's own UNAVAILABLE", refused, marked, false, codes.Unavailable, true},
+		{"the leader's own UNAVAILABLE as another leads", refused, marked, true, codes.Unavailable, true},
+		{"never sent", neverSent, nil, false, codes.Unavailable, true},
+		{"a reason, from a release that did not mark", either, nil, true, codes.Unavailable, true},
+		{"the leader's refusal of a field", invalid, marked, false, codes.InvalidArgument, true},
+		{"cancelled as another leads", status.Error(codes.Canceled, "context canceled"), nil, true, codes.Aborted, false},
+		{"an unmarked refusal that is not UNAVAILABLE", status.Error(codes.PermissionDenied, "no"), nil, false, codes.PermissionDenied, true},
+	} {
+		got := forwardOutcome("r1", tc.err, tc.trailer, tc.moved)
+		if status.Code(got) != tc.want || (tc.same && !errors.Is(got, tc.err) && got != tc.err) {
+			t.Errorf("%s: %v, want %s%s", tc.name, got, tc.want, map[bool]string{true: " (unchanged)"}[tc.same])
 		}
 	}
 }

@@ -19,12 +19,17 @@ import (
 
 // dropAppends is a real TCP transport whose replica, while drop is set, takes in no
 // AppendEntries that carry entries, as behind a network that loses them: heartbeats and
-// snapshots still come through.
+// snapshots still come through. While slowTimeoutNow is set, it refuses a leader's TimeoutNow
+// (the start of a hand-over) a moment after it came, so that the leader's hand-over lasts.
 type dropAppends struct {
 	*raft.NetworkTransport
-	drop atomic.Bool
-	rpcs chan raft.RPC
+	drop           atomic.Bool
+	slowTimeoutNow atomic.Bool
+	rpcs           chan raft.RPC
 }
+
+// slowTimeoutNow is how long dropAppends holds a TimeoutNow before it refuses it.
+const slowTimeoutNow = 300 * time.Millisecond
 
 func newDropAppends(t *testing.T, addr string) *dropAppends {
 	t.Helper()
@@ -49,6 +54,10 @@ func newDropAppends(t *testing.T, addr string) *dropAppends {
 			case rpc := <-tr.Consumer():
 				if a, ok := rpc.Command.(*raft.AppendEntriesRequest); ok && len(a.Entries) > 0 && d.drop.Load() {
 					rpc.Respond(nil, errors.New("dropped"))
+					continue
+				}
+				if _, ok := rpc.Command.(*raft.TimeoutNowRequest); ok && d.slowTimeoutNow.Load() {
+					time.AfterFunc(slowTimeoutNow, func() { rpc.Respond(nil, errors.New("held, then refused")) })
 					continue
 				}
 				select {

@@ -962,18 +962,25 @@ func (s *Store) SnapshotRefused() (time.Time, error) {
 	return time.Time{}, nil
 }
 
-// commitError is what a proposal's failure means for its caller. raft.ErrNotLeader: the entry
-// never entered the log. raft.ErrLeadershipLost: it did, and the leader was deposed before it
+// commitError is what a proposal's failure means for its caller. raft.ErrNotLeader, and
+// raft.ErrLeadershipTransferInProgress (the leader hands the lead on: handOver, HandLead): the
+// entry never entered the log. raft.ErrLeadershipLost: it did, and the leader was deposed before it
 // committed, so the next leader may still commit it (hashicorp/raft says so of the error): the
 // caller must not be told it is safe to try again, as a client that did would write twice.
 func commitError(err error) error {
 	switch {
-	case errors.Is(err, raft.ErrNotLeader):
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return ErrNotLeader
 	case errors.Is(err, raft.ErrLeadershipLost):
 		return ErrMaybeCommitted
 	}
 	return err
+}
+
+// notLeading reports whether Raft refused a configuration change or a check of the lead as this
+// replica leads no more, or hands the lead on.
+func notLeading(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress)
 }
 
 // Forwardable reports whether a follower may hand c to the leader (ReplicaService.Apply): only
@@ -1144,12 +1151,30 @@ func (s *Store) handOver() {
 	}) {
 		return
 	}
-	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+	if err := s.HandLead(); err != nil {
 		s.log.Info("raft: could not hand the lead to another replica before stopping: the others elect a leader", "err", err)
 		return
 	}
 	s.log.Info("raft: handed the lead to another replica before stopping")
 }
+
+// HandLead makes the most up-to-date other voter the leader, and returns once this replica no
+// longer leads; ErrNotLeader when it did not lead. Raft bounds the wait by its election timeout.
+func (s *Store) HandLead() error {
+	if s.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if err := s.raft.LeadershipTransfer().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("store: hand the lead to another replica: %w", err)
+	}
+	return nil
+}
+
+// ReplicaID is this replica's id in its group.
+func (s *Store) ReplicaID() string { return s.cfg.ReplicaID }
 
 // slogWriter sends Raft's log lines to the node's logger, so that one logger decides where
 // everything goes. Raft says again at every failed heartbeat or send that a peer does not answer,
@@ -1348,7 +1373,7 @@ func (s *Store) AddVoter(id, address string) error {
 		return err
 	}
 	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(address), 0, 30*time.Second).Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if notLeading(err) {
 			return ErrNotLeader // the change may have committed; adding a voter again changes nothing
 		}
 		return fmt.Errorf("store: add %s: %w", id, err)
@@ -1377,7 +1402,7 @@ func (s *Store) ownAddress() error {
 			continue
 		}
 		if err := s.raft.AddVoter(self, want, 0, 30*time.Second).Error(); err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			if notLeading(err) {
 				return ErrNotLeader
 			}
 			return fmt.Errorf("store: set this replica's address in the group to %s: %w", want, err)
@@ -1423,7 +1448,7 @@ func (s *Store) RemoveServer(id string) error {
 // the term, the leader applies each write before acknowledging it.
 func (s *Store) VerifyLeader() error {
 	if err := s.raft.VerifyLeader().Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if notLeading(err) {
 			return ErrNotLeader
 		}
 		return fmt.Errorf("store: verify leader: %w", err)
@@ -1433,7 +1458,7 @@ func (s *Store) VerifyLeader() error {
 		return nil
 	}
 	if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if notLeading(err) {
 			return ErrNotLeader
 		}
 		return fmt.Errorf("store: barrier: %w", err)

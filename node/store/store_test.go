@@ -931,6 +931,7 @@ func TestCommitError(t *testing.T) {
 	for _, c := range []struct{ in, want error }{
 		{raft.ErrNotLeader, ErrNotLeader},
 		{raft.ErrLeadershipLost, ErrMaybeCommitted},
+		{raft.ErrLeadershipTransferInProgress, ErrNotLeader},
 		{raft.ErrEnqueueTimeout, raft.ErrEnqueueTimeout},
 	} {
 		if got := commitError(c.in); !errors.Is(got, c.want) || (c.want != ErrNotLeader && errors.Is(got, ErrNotLeader)) {
@@ -966,6 +967,33 @@ func TestARemoveCutOffByALeaderChangeMayHaveBeenMade(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the removal did not end within 10s of its leader's loss of both followers")
+	}
+}
+
+// TestAHandOverRefusesWritesAsNotLeader: while a leader hands the lead on (a clean stop, a removal
+// of itself), Raft refuses every proposal and configuration change with its
+// ErrLeadershipTransferInProgress. A write, or a removal, then fails ErrNotLeader, which clients
+// may send again, as Raft never took it, where it failed as an internal error.
+func TestAHandOverRefusesWritesAsNotLeader(t *testing.T) {
+	reps, _ := openGroup(t, 3)
+	leader, followers := settledLeader(t, reps)
+	for _, r := range followers {
+		r.tr.slowTimeoutNow.Store(true)
+	}
+	handed := make(chan error, 1)
+	go func() { handed <- leader.s.HandLead() }()
+	var err error
+	for deadline := time.Now().Add(slowTimeoutNow / 2); err == nil && time.Now().Before(deadline); {
+		_, err = leader.s.Write(t.Context(), []*pb.Record{rec("during-handover", `{"a":1}`)})
+	}
+	if !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a write while the leader hands the lead on: %v, want %v", err, ErrNotLeader)
+	}
+	if err := leader.s.RemoveServer(followers[0].id); !errors.Is(err, ErrNotLeader) {
+		t.Errorf("a removal while the leader hands the lead on: %v, want %v", err, ErrNotLeader)
+	}
+	if err := <-handed; err == nil || errors.Is(err, ErrNotLeader) {
+		t.Errorf("a hand-over that no follower took: %v, want it failed", err)
 	}
 }
 

@@ -280,6 +280,9 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 	case voters == 0:
 		return nil, api.FieldStatus(codes.FailedPrecondition, "id", fmt.Sprintf("%s is the group's last voter: a group without one cannot work; nothing was changed", shown))
 	}
+	if req.Id == s.store.ReplicaID() {
+		return nil, s.handLead(shown)
+	}
 	if err := s.store.RemoveServer(req.Id); err != nil {
 		if errors.Is(err, store.ErrMaybeCommitted) {
 			// Not UNAVAILABLE, which clients take as safe to retry: the retry would find the
@@ -292,6 +295,22 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 	// The audit log's subject is text that every reader encodes: the id as shown.
 	s.audit(ctx, db.AuditClusterRemove, shown, map[string]any{"raft_address": address})
 	return s.Status(ctx, nil)
+}
+
+// handLead answers the leader's removal of itself. A leader that removes itself steps down as
+// the removal commits: a follower that forwarded the call then ended it ABORTED, as the leader
+// changed under it, and the audit entry found no leader to take it. So this leader hands the lead
+// to another voter, did nothing else, and refuses with NOT_LEADER_EITHER: the call goes on to the
+// new leader (api.Forwarder), which removes this replica as it removes a follower.
+func (s *Service) handLead(shown string) error {
+	if err := s.store.HandLead(); err != nil {
+		if errors.Is(err, store.ErrNotLeader) {
+			return api.Status(s.log, err)
+		}
+		return status.Errorf(codes.Unavailable, "%s leads, and could not hand the lead to another replica before its removal (%v): nothing was changed; retry shortly", shown, err)
+	}
+	s.log.Info("handed the lead to another replica before this one is removed", "id", shown)
+	return api.ReasonStatus(codes.Unavailable, api.ReasonNotLeaderEither, fmt.Sprintf("%s led, and handed the lead to another replica so that it can be removed: nothing was changed; send the removal to the new leader", shown))
 }
 
 // backupChunk is the size of a Backup message's data.

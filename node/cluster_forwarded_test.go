@@ -1,0 +1,103 @@
+package node_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/api"
+	"github.com/knooppunt/knooppunt/node/clustertest"
+	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
+)
+
+// TestClusterRemoveTheLeader removes the leader of a group of three through a follower, which
+// forwards the call, and then the next leader on its own socket. Each removal answers with the
+// group without it, and is audited on the replicas that stay. The leader hands the lead to
+// another voter first, and the new leader removes it as it removes a follower: a leader that
+// removed itself stepped down as the removal committed, so its forwarding follower ended the
+// call ABORTED, and its audit entry found no leader.
+func TestClusterRemoveTheLeader(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	first := c.Leader(t, 15*time.Second, c.Replicas...)
+	rest := others(c, first)
+
+	// remove calls Remove on via until it answers. UNAVAILABLE is a refusal before anything was
+	// proposed, sent again; any other error, ABORTED above all, fails the test.
+	remove := func(via *clustertest.Replica, id string) *pb.ClusterStatusResponse {
+		t.Helper()
+		var st *pb.ClusterStatusResponse
+		clustertest.Eventually(t, 20*time.Second, "remove "+id+" through "+via.ID, func() (bool, string) {
+			var err error
+			st, err = pb.NewClusterServiceClient(via.Local(t)).Remove(clustertest.Call(t), &pb.RemoveRequest{Id: id})
+			if status.Code(err) == codes.Unavailable {
+				return false, err.Error()
+			}
+			if err != nil {
+				t.Fatalf("remove %s, the leader, through %s: %v; want it removed", id, via.ID, err)
+			}
+			return true, ""
+		})
+		return st
+	}
+	// audited waits until each of on has the removals of ids in its audit log, by the local
+	// socket the calls came in on, and nothing else of the group.
+	audited := func(on []*clustertest.Replica, ids ...string) {
+		t.Helper()
+		var want []string
+		for _, id := range ids {
+			want = append(want, "cluster.remove "+id+" by local socket")
+		}
+		for _, r := range on {
+			clustertest.Eventually(t, 10*time.Second, r.ID+"'s audit of "+strings.Join(ids, ", "), func() (bool, string) {
+				list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "cluster."})
+				if err != nil {
+					return false, err.Error()
+				}
+				var got []string
+				for _, e := range list.Entries {
+					got = append(got, e.Action+" "+e.Subject+" by "+e.Actor)
+				}
+				return slices.Equal(got, want), fmt.Sprintf("%q, want %q", got, want)
+			})
+		}
+	}
+
+	st := remove(rest[0], first.ID)
+	if got, want := voters(st), rest[0].ID+","+rest[1].ID; got != want {
+		t.Fatalf("after removing the leader %s the group is %s, want %s", first.ID, got, want)
+	}
+	audited(rest, first.ID)
+
+	second := c.Leader(t, 10*time.Second, rest...)
+	last := others(&clustertest.Cluster{Replicas: rest}, second)[0]
+	st = remove(second, second.ID)
+	if got := voters(st); got != last.ID {
+		t.Fatalf("after removing the leader %s on its own socket the group is %s, want %s", second.ID, got, last.ID)
+	}
+	audited([]*clustertest.Replica{last}, first.ID, second.ID)
+	last.Put(t, clustertest.Shelter("after-both", 1))
+}
+
+// TestClusterLeaderMarksItsAnswers: a replica marks its answers to the calls a follower forwards
+// with its id (api.AnsweredHeader), refusals too, so that a follower tells them from grpc's own
+// failure of a call whose connection broke, which it answers ABORTED (see
+// node/clusterproc TestProcessUnavailableMeansNotStored).
+func TestClusterLeaderMarksItsAnswers(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{})
+	leader := c.Leader(t, 15*time.Second, c.Replicas...)
+	rc := leader.Records(t)
+	for _, rec := range []*pb.Record{clustertest.Shelter("marked", 1), {Id: "marked"}} {
+		var trailer metadata.MD
+		_, err := rc.Put(clustertest.Call(t), &pb.PutRequest{Record: rec}, grpc.Trailer(&trailer))
+		if got := trailer.Get(api.AnsweredHeader); !slices.Equal(got, []string{leader.ID}) {
+			t.Errorf("put of %v on %s: %v, with %s %q, want %q", rec, leader.ID, err, api.AnsweredHeader, got, leader.ID)
+		}
+	}
+}
