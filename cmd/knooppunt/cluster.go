@@ -69,7 +69,7 @@ func printCluster(w io.Writer, format string, st *pb.ClusterStatusResponse) erro
 	}
 	state := st.State
 	if st.CatchingUp {
-		state += ", CATCHING UP (started on an empty Raft directory: it asks for no vote until it holds all the leader committed)"
+		state += ", CATCHING UP (started on an empty Raft directory, or on a log that lost entries: it asks for no vote until it holds all the leader committed)"
 	}
 	fmt.Fprintf(w, "replica %s is %s; %s; applied %d, committed %d, last snapshot %d\n\n",
 		st.Replica, state, leader, st.AppliedIndex, st.CommitIndex, st.LastSnapshotIndex)

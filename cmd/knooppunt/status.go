@@ -306,13 +306,13 @@ func raftLine(st *pb.StatusResponse, now time.Time) string {
 		}
 		if st.CatchingUp {
 			// Started empty, it must not be elected with part of the log (docs/cluster.md).
-			return fmt.Sprintf("%s, NO LEADER, %s (applied index %d), CATCHING UP: this replica started on an empty Raft directory and cannot tell that it holds all the group committed, so it asks for no vote: start the replica that led it, or the others (cluster status on another member shows the group); if none will come back, start the group again from a replica (docs/cluster.md, A majority is lost): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
+			return fmt.Sprintf("%s, NO LEADER, %s (applied index %d), CATCHING UP: this replica started on an empty Raft directory, or on a log that lost entries its database had applied, and cannot tell that it holds all the group committed, so it asks for no vote: start the replica that led it, or the others (cluster status on another member shows the group); if none will come back, start the group again from a replica (docs/cluster.md, A majority is lost): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
 		}
 		return fmt.Sprintf("%s, NO LEADER, %s (applied index %d): this replica reaches no majority of its group, or it was removed while it was down or cut off, which it cannot know (cluster status on another member shows the group): writes are refused, and what it shows does not change", st.RaftState, since, st.AppliedIndex)
 	}
 	line := fmt.Sprintf("%s (leader %s, applied index %d)", st.RaftState, st.Leader, st.AppliedIndex)
 	if st.CatchingUp {
-		line += "; catching up: started on an empty Raft directory, it asks for no vote until it holds everything the leader committed"
+		line += "; catching up: started on an empty Raft directory, or on a log that lost entries, it asks for no vote until it holds everything the leader committed"
 	}
 	if n := int(st.Voters); len(st.Unreachable) > 0 && n > 0 {
 		reach := n - len(st.Unreachable)

@@ -125,7 +125,7 @@ func TestRaftLine(t *testing.T) {
 			[]string{"Follower, leader r2 (applied index 9): THIS REPLICA CANNOT RESTORE ITS LEADER'S SNAPSHOT since ", ": schema version 29, want 1 to 28: it takes in nothing more", "upgrade this replica"}, "(leader r2, applied"},
 		// A replica that started empty says it asks for no vote, with a leader or without.
 		{&pb.StatusResponse{RaftState: "Follower", Leader: "r1", AppliedIndex: 40, CatchingUp: true},
-			[]string{"Follower (leader r1, applied index 40); catching up: started on an empty Raft directory, it asks for no vote"}, "NO LEADER"},
+			[]string{"Follower (leader r1, applied index 40); catching up: started on an empty Raft directory, or on a log that lost entries, it asks for no vote"}, "NO LEADER"},
 		{&pb.StatusResponse{RaftState: "Candidate", AppliedIndex: 22, CatchingUp: true, LeaderSeenAt: timestamppb.New(now.Add(-time.Minute))},
 			[]string{"Candidate, NO LEADER, none for 1m0s (applied index 22), CATCHING UP:", "cannot tell that it holds all the group committed, so it asks for no vote"}, "no majority"},
 	} {
@@ -162,7 +162,7 @@ func TestNotAMemberIsSaidSo(t *testing.T) {
 			[]string{"replica r1 is Follower; no leader known; applied 0", "no replica leads just now"}, []string{"leader ;", node.NotMember, "WRITES REFUSED"}},
 		// A replica catching up says so, and, with no leader, what to start (review AJ, M4).
 		{&pb.ClusterStatusResponse{Replica: "r1", State: "Candidate", CatchingUp: true, AppliedIndex: 1152, Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2"}, {Id: "r3"}}},
-			[]string{"replica r1 is Candidate, CATCHING UP (started on an empty Raft directory", "applied 1152", "this one, catching up, asks for no vote: start the replica that led it"}, []string{"ask again in a moment"}},
+			[]string{"replica r1 is Candidate, CATCHING UP (started on an empty Raft directory, or on a log that lost entries", "applied 1152", "this one, catching up, asks for no vote: start the replica that led it"}, []string{"ask again in a moment"}},
 		{&pb.ClusterStatusResponse{Replica: "r1", State: "Follower", Leader: "r2", CatchingUp: true, Replicas: []*pb.Replica{{Id: "r1"}, {Id: "r2", Leader: true}, {Id: "r3"}}},
 			[]string{"replica r1 is Follower, CATCHING UP", "leader r2", "ask r2"}, []string{"start the replica"}},
 		// A leader says which replicas keep it from taking writes (review V, V2).

@@ -12,10 +12,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/knooppunt/knooppunt/node/db"
 )
 
 // catchUp keeps a replica that its group reached on an empty Raft directory (a new replica, or one
-// whose disk was lost) from being elected until it holds every entry its leader has committed.
+// whose disk was lost), or on a log that lost its tail (logCut), from being elected until it holds
+// every entry its leader has committed.
 // Raft alone lets it stand as soon as it has the group's configuration: should the leader stop
 // while two such replicas hold only part of its log, they elect one of themselves, and the entries
 // that only the leader held, committed as the two had acknowledged them before they lost their
@@ -42,6 +45,10 @@ type catchUp struct {
 	done     atomic.Bool   // caught up: nothing more is noted, and pre-votes go out
 	caughtUp chan struct{} // closed once done
 
+	// floor, when set, is the index the replica's log must reach too: its database had applied
+	// entries up to there when it started, but its log ended below them (see logCut).
+	floor uint64
+
 	mu     sync.Mutex
 	term   uint64 // the newest term of a leader heard from
 	commit uint64 // the highest commit index that leader gave
@@ -52,21 +59,27 @@ type catchUp struct {
 const catchUpFile = "catching-up"
 
 // startCatchUp returns the catchUp of a replica that starts empty (empty: reached by its group on
-// an empty Raft directory) or that had not caught up when it stopped, and nil for any other
-// (catchUp is nil too over a transport without pre-votes, or without a transport).
-func startCatchUp(cfg Config, t raft.Transport, empty bool) (*catchUp, error) {
+// an empty Raft directory), whose log ends below what its database applied (cut, see logCut), or
+// that had not caught up when it stopped, and nil for any other (catchUp is nil too over a
+// transport without pre-votes, or without a transport).
+func startCatchUp(cfg Config, t raft.Transport, empty bool, cut uint64) (*catchUp, error) {
 	marker := filepath.Join(cfg.Dir, catchUpFile)
 	_, err := os.Stat(marker)
 	restarted := err == nil
-	if cfg.Transport == nil || !empty && !restarted {
+	if cfg.Transport == nil || !empty && cut == 0 && !restarted {
 		return nil, removeCatchUpFile(cfg.Dir)
 	}
 	c := newCatchUp(t)
 	if c == nil {
 		return nil, removeCatchUpFile(cfg.Dir)
 	}
+	c.floor = cut
 	if !restarted {
-		text := "This replica started on an empty Raft directory at " + time.Now().UTC().Format(time.RFC3339) +
+		why := "started on an empty Raft directory"
+		if !empty {
+			why = fmt.Sprintf("started with a Raft log that ends below entry %d, which its database had applied", cut)
+		}
+		text := "This replica " + why + " at " + time.Now().UTC().Format(time.RFC3339) +
 			", and asks for no vote until it holds everything its leader committed (docs/cluster.md,\n" +
 			"A replica whose disk was lost). Knooppunt removes this file then.\n"
 		if err := writeSynced(marker, []byte(text)); err != nil {
@@ -75,6 +88,28 @@ func startCatchUp(cfg Config, t raft.Transport, empty bool) (*catchUp, error) {
 		}
 	}
 	return c, nil
+}
+
+// logCut is the index up to which the database has applied entries when the log ends below it
+// and no snapshot holds them, and 0 otherwise. Such a log lost its tail, entries the group had
+// committed (a Raft directory put back from an older copy than the database, a disk that lost its
+// last writes). The replica would vote on a log that lacks them and, elected, write other entries
+// at their indexes, which its database skips as applied: it would go its own way from its group
+// (review AJ, HIGH-2). It catches up as a replica that lost its disk does.
+func logCut(d *db.DB, logs raft.LogStore, snaps raft.SnapshotStore) (uint64, error) {
+	applied, err := d.AppliedIndex()
+	if err != nil || applied == 0 {
+		return 0, err
+	}
+	last, err := logs.LastIndex()
+	if err != nil || last >= applied {
+		return 0, err
+	}
+	list, err := snaps.List()
+	if err != nil || len(list) > 0 && list[0].Index >= applied {
+		return 0, err
+	}
+	return applied, nil
 }
 
 // removeCatchUpFile removes the file that says the replica is catching up, if there is one.
@@ -189,6 +224,9 @@ func (s *Store) caughtUp() bool {
 	if commit == 0 || term != s.raft.CurrentTerm() || !s.SettledThrough(commit) {
 		return false
 	}
+	if last, err := s.logs.LastIndex(); err != nil || last < s.catchUp.floor {
+		return false
+	}
 	var l raft.Log
 	if err := s.logs.GetLog(commit, &l); err == nil {
 		return l.Term == term
@@ -225,8 +263,9 @@ func (s *Store) WaitCaughtUp(ctx context.Context) error {
 	}
 }
 
-// CatchingUp reports whether this replica, reached by its group on an empty Raft directory, does
-// not yet hold everything its leader has committed, and so asks nobody for a vote.
+// CatchingUp reports whether this replica, reached by its group on an empty Raft directory or on
+// a log that lost its tail, does not yet hold everything its leader has committed, and so asks
+// nobody for a vote.
 func (s *Store) CatchingUp() bool { return s.catchUp != nil && !s.catchUp.done.Load() }
 
 // writeSynced writes data to path, and syncs it and its directory, so that a crash keeps it.

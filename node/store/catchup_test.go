@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/knooppunt/knooppunt/node/db"
@@ -268,4 +269,55 @@ func leaderWrites(s *Store, prefix string, n int) error {
 		}
 	}
 	return nil
+}
+
+// TestAReplicaWhoseLogLostItsTailCatchesUp (review AJ, HIGH-2): a follower whose Raft log lost its
+// last entries, which its database had applied (a Raft directory put back from an older copy), asks
+// for no vote until its log holds them again and it has applied what its leader committed. Elected
+// on the shorter log, it would write other entries at their indexes, which its database skips as
+// applied.
+func TestAReplicaWhoseLogLostItsTailCatchesUp(t *testing.T) {
+	reps, servers := openGroup(t, 3)
+	leader, followers := settledLeader(t, reps)
+	for i := range 12 {
+		write(t, leader.s, rec(fmt.Sprintf("tail-%d", i), `{"n":1}`))
+	}
+	f := followers[0]
+	for deadline := time.Now().Add(10 * time.Second); !f.s.SettledThrough(leader.s.AppliedIndex()); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not apply the writes within 10s", f.id)
+		}
+	}
+	f.close(t)
+	d := openDB(t, filepath.Join(f.dir, "knooppunt.db"))
+	applied := appliedIndex(t, d)
+	d.Close()
+	l, err := openLog(filepath.Join(f.dir, "raft"), hclog.NewNullLogger(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := l.LastIndex()
+	if err != nil || last < applied || applied < 5 {
+		t.Fatalf("log ends at %d (%v), database applied %d: want a log that holds the applied entries", last, err, applied)
+	}
+	if err := l.DeleteRange(applied-3, last); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	f.open(t, servers)
+	if !f.s.CatchingUp() {
+		t.Fatalf("%s, whose log ends at %d below its database's applied %d, stands for election at once", f.id, applied-4, applied)
+	}
+	write(t, leader.s, rec("after-the-cut", `{"n":2}`))
+	for deadline := time.Now().Add(10 * time.Second); f.s.CatchingUp(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is still catching up 10s after its leader sent it the entries it lost", f.id)
+		}
+	}
+	if last, err := f.s.logs.LastIndex(); err != nil || last < applied {
+		t.Errorf("%s caught up with a log that ends at %d (%v), below %d", f.id, last, err, applied)
+	}
 }

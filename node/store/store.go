@@ -291,11 +291,20 @@ func Open(cfg Config) (*Store, error) {
 		}
 	}
 
-	// A replica its group reaches on an empty Raft directory asks for no vote until it holds what
-	// its leader committed (catchUp), also after a restart meanwhile; one that bootstraps a new
-	// group stands at once.
+	// A replica its group reaches on an empty Raft directory, or on a log that lost its tail
+	// (logCut), asks for no vote until it holds what its leader committed (catchUp), also after a
+	// restart meanwhile; one that bootstraps a new group stands at once.
 	raftTrans := trans
-	cu, err := startCatchUp(cfg, trans, !has && (len(conf.Servers) > 1 || !cfg.Bootstrap))
+	cut, err := logCut(cfg.DB, logs, snaps)
+	if err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	several := len(conf.Servers) > 1 || !cfg.Bootstrap // a group with others to catch up from
+	if !several {
+		cut = 0 // none would ever lead
+	}
+	cu, err := startCatchUp(cfg, trans, !has && several, cut)
 	if err != nil {
 		logs.Close()
 		return nil, err
@@ -345,7 +354,14 @@ func Open(cfg Config) (*Store, error) {
 	if lateBootstrap != nil {
 		s.bootstrapUnlessJoined(*lateBootstrap, 4*cfg.ElectionTimeout)
 	}
-	if cu != nil && !cu.done.Load() {
+	switch {
+	case cu == nil || cu.done.Load():
+	case cut > 0:
+		last, _ := logs.LastIndex()
+		s.log.Warn("this replica's Raft log ends below what its database applied: it lost entries its group committed, and is catching up: it asks for votes once it holds what its leader committed",
+			"applied_index", cut, "last_log_index", last)
+		go s.followUntilCaughtUp()
+	default:
 		s.log.Info("this replica is catching up (it started on an empty Raft directory): it asks for votes once it holds what its leader committed")
 		go s.followUntilCaughtUp()
 	}
