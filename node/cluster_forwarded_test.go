@@ -101,3 +101,47 @@ func TestClusterLeaderMarksItsAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRemoveCutOffIsAudited: a removal whose leader was deposed while it was being
+// committed ends ABORTED, as it may have been made, and is audited all the same, its outcome
+// unknown, once the group has a leader again: a remove sent again that finds the replica gone
+// audits nothing, so the change would otherwise be missing from the audit log.
+func TestClusterRemoveCutOffIsAudited(t *testing.T) {
+	// A lease of half a second, so that the removal is proposed before the leader, cut off, steps
+	// down, also on a loaded machine.
+	c := clustertest.Start(t, clustertest.Options{ElectionTimeout: time.Second})
+	old := c.Leader(t, 15*time.Second, c.Replicas...)
+	victim := others(c, old)[0]
+	cs := pb.NewClusterServiceClient(old.Local(t))
+	// The leader is cut off before it proposes the removal, and steps down at its lease's end
+	// with the removal pending. It is reconnected at once, before the others elect a leader: the
+	// next leader, whichever it is, then reaches it at its first heartbeat and takes its audit
+	// entry.
+	old.Node.Store().Isolate(true)
+	go func() {
+		for deadline := time.Now().Add(15 * time.Second); old.Node.Store().IsLeader() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		old.Node.Store().Isolate(false)
+	}()
+	_, err := cs.Remove(clustertest.Call(t), &pb.RemoveRequest{Id: victim.ID})
+	if status.Code(err) != codes.Aborted || !strings.Contains(status.Convert(err).Message(), "may have been made") {
+		t.Fatalf("remove of %s by a leader cut off from its group: %v, want ABORTED: may have been made", victim.ID, err)
+	}
+	want := fmt.Sprintf(`cluster.remove %s by local socket {"outcome":"unknown: the leader changed while it was being committed; cluster status tells whether it was made","raft_address":%q}`, victim.ID, victim.Raft)
+	// On the replicas that stay: the next leader may have made the removal (the old one, with
+	// the longer log, may lead again), and a removed replica takes in nothing after it.
+	for _, r := range others(c, victim) {
+		clustertest.Eventually(t, 15*time.Second, r.ID+"'s audit of the removal", func() (bool, string) {
+			list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "cluster."})
+			if err != nil {
+				return false, err.Error()
+			}
+			var got []string
+			for _, e := range list.Entries {
+				got = append(got, e.Action+" "+e.Subject+" by "+e.Actor+" "+e.Detail)
+			}
+			return slices.Equal(got, []string{want}), fmt.Sprintf("%q, want %q", got, want)
+		})
+	}
+}

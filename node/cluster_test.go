@@ -614,19 +614,26 @@ func TestClusterJoinAndRemove(t *testing.T) {
 	if _, err := r4.Records(t).Get(clustertest.Call(t), &pb.GetRequest{Id: "after-remove"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("the removed r4 has a write made after its removal: %v", err)
 	}
-	// Who changed the group is in the audit log of every replica; the refused joins are not.
+	// Who changed the group is in the audit log of every replica; the refused joins are not. A
+	// remove that ended ABORTED (its leader deposed as it committed) is there with its outcome
+	// unknown; if it was made, the remove sent again found r4 gone and audited nothing.
 	for _, r := range rest {
 		list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "cluster."})
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
+		unknown := 0
 		for _, e := range list.Entries {
+			if strings.Contains(e.Detail, `"outcome":"unknown:`) && e.Action == "cluster.remove" && e.Subject == "r4" {
+				unknown++
+				continue
+			}
 			got = append(got, e.Action+" "+e.Subject+" by "+e.Actor+" "+e.Detail)
 		}
 		want := []string{"cluster.join r4 by local socket {\"raft_address\":\"" + r4.Raft + "\"}", "cluster.remove r4 by local socket {\"raft_address\":\"" + r4.Raft + "\"}"}
-		if !slices.Equal(got, want) {
-			t.Errorf("%s's audit log of the group: %q, want %q", r.ID, got, want)
+		if !slices.Equal(got, want) && (unknown == 0 || !slices.Equal(got, want[:1])) {
+			t.Errorf("%s's audit log of the group: %q and %d removals of unknown outcome, want %q", r.ID, got, unknown, want)
 		}
 	}
 }

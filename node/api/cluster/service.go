@@ -221,6 +221,17 @@ func (s *Service) Join(ctx context.Context, req *pb.JoinRequest) (*pb.ClusterSta
 // database. The change is made by then, so an entry that cannot be appended (a group without a
 // leader, where a backup is most needed) does not undo or refuse it: the replica logs it instead.
 func (s *Service) audit(ctx context.Context, action, subject string, detail map[string]any) {
+	s.appendAudit(ctx, action, subject, detail, false)
+}
+
+// auditWhenLed is audit for a replica that was just deposed: the group elects its next leader
+// within an election timeout or two, and this waits for one, up to auditTimeout, where audit
+// gives up when the forward to a leader finds none.
+func (s *Service) auditWhenLed(ctx context.Context, action, subject string, detail map[string]any) {
+	s.appendAudit(ctx, action, subject, detail, true)
+}
+
+func (s *Service) appendAudit(ctx context.Context, action, subject string, detail map[string]any, wait bool) {
 	caller, _ := api.CallerFrom(ctx)
 	e := &pb.AuditEntry{At: timestamppb.Now(), Actor: caller.String(), Action: action, Subject: subject}
 	b, err := json.Marshal(detail)
@@ -230,10 +241,36 @@ func (s *Service) audit(ctx context.Context, action, subject string, detail map[
 	e.Detail = string(b)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
-	if _, err := s.store.Apply(ctx, &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{e}}}}); err != nil {
-		s.log.Warn("not audited: the audit log could not take the entry", "action", action, "subject", subject, "actor", e.Actor, "err", err)
+	c := &pb.Command{Cmd: &pb.Command_AppendAudit{AppendAudit: &pb.AppendAudit{Entries: []*pb.AuditEntry{e}}}}
+	for {
+		_, err := s.store.Apply(ctx, c)
+		if err == nil {
+			return
+		}
+		// Refused before it was proposed: no leader, or none reached.
+		unled := errors.Is(err, store.ErrNotLeader) || status.Code(err) == codes.Unavailable
+		if !wait || !unled || !sleepCtx(ctx, 100*time.Millisecond) {
+			s.log.Warn("not audited: the audit log could not take the entry", "action", action, "subject", subject, "actor", e.Actor, "err", err)
+			return
+		}
 	}
 }
+
+// sleepCtx waits d, and reports false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// outcomeUnknown is the outcome an audit entry gives of a change whose leader was deposed while
+// it was being committed: the next leader may have committed it, or not.
+const outcomeUnknown = "unknown: the leader changed while it was being committed; cluster status tells whether it was made"
 
 // auditTimeout bounds the wait for an audit entry of a change already made.
 const auditTimeout = 5 * time.Second
@@ -285,6 +322,10 @@ func (s *Service) Remove(ctx context.Context, req *pb.RemoveRequest) (*pb.Cluste
 	}
 	if err := s.store.RemoveServer(req.Id); err != nil {
 		if errors.Is(err, store.ErrMaybeCommitted) {
+			// Audited as a change that may have been made: the next leader may commit it, and a
+			// remove sent again then finds nothing to remove, and audits nothing. The entry goes to
+			// the next leader (store.Forwardable), once there is one.
+			s.auditWhenLed(ctx, db.AuditClusterRemove, shown, map[string]any{"raft_address": address, "outcome": outcomeUnknown})
 			// Not UNAVAILABLE, which clients take as safe to retry: the retry would find the
 			// replica gone and say there is none.
 			return nil, status.Errorf(codes.Aborted, "the leader changed while the removal of %s was being committed, so it may have been made: see knooppunt cluster status, and remove it again only if it is still listed", shown)
