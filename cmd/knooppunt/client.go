@@ -513,6 +513,41 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// jsonArray writes a JSON array an element at a time, byte for byte as printJSON writes the whole
+// array, so that a listing of every page (record list -o json --all) holds one page at a time,
+// not every record of the node.
+type jsonArray struct {
+	w io.Writer
+	n int
+}
+
+func (a *jsonArray) add(v any) error {
+	b, err := json.MarshalIndent(v, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	sep := ",\n  "
+	if a.n == 0 {
+		sep = "[\n  "
+	}
+	a.n++
+	if _, err := io.WriteString(a.w, sep); err != nil {
+		return err
+	}
+	_, err = a.w.Write(b)
+	return err
+}
+
+// end closes the array.
+func (a *jsonArray) end() error {
+	end := "\n]\n"
+	if a.n == 0 {
+		end = "[]\n"
+	}
+	_, err := io.WriteString(a.w, end)
+	return err
+}
+
 // stamp is a time as every table and message of the CLI gives it: RFC 3339 in the machine's own
 // zone, with its offset (2026-12-06T10:33:26+01:00), so that no time is read in the wrong zone.
 func stamp(t time.Time) string { return t.Local().Format(time.RFC3339) }

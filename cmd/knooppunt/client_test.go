@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/knooppunt/knooppunt/node/record"
 )
 
 // TestFlagOf: a refused request field is said of the flag that filled it, given on the command
@@ -86,5 +90,36 @@ func TestCallErrorSaysTheSocketIsTheNodesUsers(t *testing.T) {
 	want := fmt.Sprintf("the node's socket %s is for ", sock)
 	if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), fmt.Sprintf("(uid %d), which runs the node alone: run the command as that user (sudo -u USER knooppunt …)", os.Getuid())) {
 		t.Errorf("permission denied on the socket: %v", err)
+	}
+}
+
+// TestJSONArrayWritesAsPrintJSON: record list -o json --all writes its array a record at a time
+// (jsonArray), and must write what printJSON wrote of the whole array, byte for byte: import
+// reads it back, and scripts parse it.
+func TestJSONArrayWritesAsPrintJSON(t *testing.T) {
+	rec := func(id string) record.JSON {
+		return record.JSON{ID: id, Kind: "qa", Body: json.RawMessage(`{"q":"<b>&</b>","n":[1,2]}`), Labels: map[string]string{"a": "b"}}
+	}
+	for _, n := range []int{0, 1, 3} {
+		all := make([]record.JSON, 0, n)
+		var streamed bytes.Buffer
+		arr := &jsonArray{w: &streamed}
+		for i := range n {
+			r := rec(fmt.Sprint("r", i))
+			all = append(all, r)
+			if err := arr.add(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := arr.end(); err != nil {
+			t.Fatal(err)
+		}
+		var whole bytes.Buffer
+		if err := printJSON(&whole, all); err != nil {
+			t.Fatal(err)
+		}
+		if streamed.String() != whole.String() {
+			t.Errorf("%d records: streamed\n%s\nwant, as printJSON writes them\n%s", n, streamed.String(), whole.String())
+		}
 	}
 }

@@ -278,7 +278,8 @@ func newRecordListCmd() *cobra.Command {
 		Short: "List this node's own records",
 		Long: `List this node's own live records in id order, one page at a time (--limit), or every page with
 --all. When there are more pages, stderr says so with the next --page-token, -o json too (stdout
-stays one JSON array): a script wants --all. --updated-since takes a time (RFC 3339) or a duration back from now, such as 2h. The
+stays one JSON array): a script wants --all. -o json writes each page as it comes, so --all -o json
+exports a node of any size in little memory; the table waits for the last page, for its columns. --updated-since takes a time (RFC 3339) or a duration back from now, such as 2h. The
 copies partners share are not listed here: knooppunt search --origin TD and knooppunt picture
 show them.
 
@@ -310,24 +311,44 @@ classification, a label taken off): the poll that keeps a copy in sync (docs/int
 			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				c := pb.NewRecordServiceClient(conn)
+				// JSON goes out a page at a time; a table needs every row for its columns.
 				var recs []*pb.Record
-				next := ""
+				arr := &jsonArray{w: cmd.OutOrStdout()}
+				listed, next := 0, ""
 				for {
 					resp, err := c.List(cmd.Context(), &req)
 					if err != nil {
 						return err
 					}
-					recs = append(recs, resp.Records...)
+					listed += len(resp.Records)
+					if f.output == "json" {
+						for _, r := range resp.Records {
+							if err := arr.add(record.ToJSON(r)); err != nil {
+								return err
+							}
+						}
+					} else {
+						recs = append(recs, resp.Records...)
+					}
 					next = resp.NextPageToken
 					if !all || next == "" {
 						break
 					}
 					req.PageToken = next
 				}
-				if err := printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.output, recs, next, req.Mode); err != nil {
+				if f.output == "json" {
+					if err := arr.end(); err != nil {
+						return err
+					}
+					// On stderr, so that stdout stays one JSON array; a script that reads only
+					// stdout must not take the first page for the whole list without a word.
+					if next != "" {
+						fmt.Fprintf(cmd.ErrOrStderr(), "more records: this is one page of %d; add --page-token %s, or --all\n", listed, next)
+					}
+				} else if err := printRecords(cmd.OutOrStdout(), cmd.ErrOrStderr(), recs, next, req.Mode); err != nil {
 					return err
 				}
-				if len(recs) == 0 {
+				if listed == 0 {
 					noteUnknownExercise(cmd.Context(), cmd.ErrOrStderr(), conn, req.Mode.GetExercise())
 				}
 				return nil
@@ -367,22 +388,8 @@ func parseSince(s string) (time.Time, error) {
 	return t, nil
 }
 
-func printRecords(out, errOut io.Writer, format string, recs []*pb.Record, next string, mode *pb.Mode) error {
-	if format == "json" {
-		js := make([]record.JSON, len(recs))
-		for i, r := range recs {
-			js[i] = record.ToJSON(r)
-		}
-		if err := printJSON(out, js); err != nil {
-			return err
-		}
-		// On stderr, so that stdout stays one JSON array; a script that reads only stdout
-		// must not take the first page for the whole list without a word.
-		if next != "" {
-			fmt.Fprintf(errOut, "more records: this is one page of %d; add --page-token %s, or --all\n", len(recs), next)
-		}
-		return nil
-	}
+// printRecords prints records as record list's table.
+func printRecords(out, errOut io.Writer, recs []*pb.Record, next string, mode *pb.Mode) error {
 	tw := newModeTable(out, mode)
 	now := time.Now()
 	fmt.Fprintln(tw, "ID\tKIND\tCRISIS\tREGION\tCLASSIFICATION\tVERSION\tUPDATED\tSUMMARY")

@@ -397,7 +397,7 @@ func TestPrintRecordsMarksDocumentsNotInForce(t *testing.T) {
 		{Id: "qa-nieuw", Kind: "qa", Crisis: "c", Region: "NL", Classification: pb.Classification_PUBLIC, Version: 1, Body: []byte(`{"question":"Mag ik werken?","answer":"Ja, met een vergunning."}`)},
 	}
 	var out, errOut strings.Builder
-	if err := printRecords(&out, &errOut, "", recs, "", nil); err != nil {
+	if err := printRecords(&out, &errOut, recs, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"qa-oud (SUPERSEDED) ", "qa-verlopen (EXPIRED) ", "\nqa-nieuw "} {
