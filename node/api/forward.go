@@ -272,17 +272,23 @@ func (f *Forwarder) invokeOn(ctx context.Context, conn *grpc.ClientConn, id stri
 	if ctx.Err() != nil {
 		return err // the caller's own cancel or deadline
 	}
-	return forwardOutcome(id, err, trailer, moved.Load())
+	write := writeMethods[method] || method == pb.ReplicaService_Apply_FullMethodName
+	return forwardOutcome(id, write, err, trailer, moved.Load())
 }
 
 // forwardOutcome is what a follower answers for a call it forwarded to leader id, which ended
-// with err and trailer; moved when the follower learnt of another leader during the call.
-func forwardOutcome(id string, err error, trailer metadata.MD, moved bool) error {
+// with err and trailer; moved when the follower learnt of another leader during the call. A read
+// (not write) that ended so changed nothing, and is sent again: UNAVAILABLE.
+func forwardOutcome(id string, write bool, err error, trailer metadata.MD, moved bool) error {
 	switch {
 	case err == nil, unconnected(err):
 		return err
 	case len(trailer.Get(AnsweredHeader)) > 0 || Reason(err) != "":
 		return err // id's own answer (a reason is too, from a release that did not mark them)
+	case !write && moved:
+		return status.Errorf(codes.Unavailable, "the leader changed while this read was forwarded to %s: retry", id)
+	case !write:
+		return err
 	case moved:
 		return status.Errorf(codes.Aborted, "the leader changed while this call was forwarded to %s, so a write may have been stored: read it again, and write it again only if it is not there", id)
 	case status.Code(err) == codes.Unavailable:

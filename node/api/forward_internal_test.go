@@ -79,9 +79,15 @@ func TestForwardOutcome(t *testing.T) {
 		{"cancelled as another leads", status.Error(codes.Canceled, "context canceled"), nil, true, codes.Aborted, false},
 		{"an unmarked refusal that is not UNAVAILABLE", status.Error(codes.PermissionDenied, "no"), nil, false, codes.PermissionDenied, true},
 	} {
-		got := forwardOutcome("r1", tc.err, tc.trailer, tc.moved)
+		got := forwardOutcome("r1", true, tc.err, tc.trailer, tc.moved)
 		if status.Code(got) != tc.want || (tc.same && !errors.Is(got, tc.err) && got != tc.err) {
 			t.Errorf("%s: %v, want %s%s", tc.name, got, tc.want, map[bool]string{true: " (unchanged)"}[tc.same])
+		}
+	}
+	// A read changed nothing, however it ended: sent again, never ABORTED.
+	for _, moved := range []bool{false, true} {
+		if got := forwardOutcome("r1", false, broken, nil, moved); status.Code(got) != codes.Unavailable {
+			t.Errorf("a strong read whose connection broke (another leads: %v): %v, want UNAVAILABLE", moved, got)
 		}
 	}
 }
