@@ -46,25 +46,18 @@ func TestClusterRemoveTheLeader(t *testing.T) {
 		})
 		return st
 	}
-	// audited waits until each of on has the removals of ids in its audit log, by the local
+	// audited waits until each of on has the removals of gone in its audit log, by the local
 	// socket the calls came in on, and nothing else of the group.
-	audited := func(on []*clustertest.Replica, ids ...string) {
+	audited := func(on []*clustertest.Replica, gone ...*clustertest.Replica) {
 		t.Helper()
 		var want []string
-		for _, id := range ids {
-			want = append(want, "cluster.remove "+id+" by local socket")
+		for _, r := range gone {
+			want = append(want, fmt.Sprintf(`cluster.remove %s by local socket {"raft_address":%q}`, r.ID, r.Raft))
 		}
 		for _, r := range on {
-			clustertest.Eventually(t, 10*time.Second, r.ID+"'s audit of "+strings.Join(ids, ", "), func() (bool, string) {
-				list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "cluster."})
-				if err != nil {
-					return false, err.Error()
-				}
-				var got []string
-				for _, e := range list.Entries {
-					got = append(got, e.Action+" "+e.Subject+" by "+e.Actor)
-				}
-				return slices.Equal(got, want), fmt.Sprintf("%q, want %q", got, want)
+			clustertest.Eventually(t, 10*time.Second, r.ID+"'s audit of the removals", func() (bool, string) {
+				got, err := groupChanges(t, r)
+				return err == nil && slices.Equal(got, want), fmt.Sprintf("%q (%v), want %q", got, err, want)
 			})
 		}
 	}
@@ -73,7 +66,7 @@ func TestClusterRemoveTheLeader(t *testing.T) {
 	if got, want := voters(st), rest[0].ID+","+rest[1].ID; got != want {
 		t.Fatalf("after removing the leader %s the group is %s, want %s", first.ID, got, want)
 	}
-	audited(rest, first.ID)
+	audited(rest, first)
 
 	second := c.Leader(t, 10*time.Second, rest...)
 	last := others(&clustertest.Cluster{Replicas: rest}, second)[0]
@@ -81,7 +74,7 @@ func TestClusterRemoveTheLeader(t *testing.T) {
 	if got := voters(st); got != last.ID {
 		t.Fatalf("after removing the leader %s on its own socket the group is %s, want %s", second.ID, got, last.ID)
 	}
-	audited([]*clustertest.Replica{last}, first.ID, second.ID)
+	audited([]*clustertest.Replica{last}, first, second)
 	last.Put(t, clustertest.Shelter("after-both", 1))
 }
 
@@ -133,15 +126,22 @@ func TestClusterRemoveCutOffIsAudited(t *testing.T) {
 	// the longer log, may lead again), and a removed replica takes in nothing after it.
 	for _, r := range others(c, victim) {
 		clustertest.Eventually(t, 15*time.Second, r.ID+"'s audit of the removal", func() (bool, string) {
-			list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "cluster."})
-			if err != nil {
-				return false, err.Error()
-			}
-			var got []string
-			for _, e := range list.Entries {
-				got = append(got, e.Action+" "+e.Subject+" by "+e.Actor+" "+e.Detail)
-			}
-			return slices.Equal(got, []string{want}), fmt.Sprintf("%q, want %q", got, want)
+			got, err := groupChanges(t, r)
+			return err == nil && slices.Equal(got, []string{want}), fmt.Sprintf("%q (%v), want %q", got, err, want)
 		})
 	}
+}
+
+// groupChanges is r's audit log of the group's changes (cluster.join, cluster.remove), an entry
+// a line: action, subject, "by" actor, and detail.
+func groupChanges(t *testing.T, r *clustertest.Replica) ([]string, error) {
+	list, err := pb.NewAuditServiceClient(r.Local(t)).List(clustertest.Call(t), &pb.ListAuditRequest{Action: "cluster."})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range list.Entries {
+		out = append(out, e.Action+" "+e.Subject+" by "+e.Actor+" "+e.Detail)
+	}
+	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +32,7 @@ func TestProcessUnavailableMeansNotStored(t *testing.T) {
 		mu          sync.Mutex
 		acked       []string
 		unavailable = map[string]string{} // record id → the refusal
-		aborted     atomic.Int64
+		aborted     int
 		stop        = make(chan struct{})
 		wg          sync.WaitGroup
 	)
@@ -57,7 +56,7 @@ func TestProcessUnavailableMeansNotStored(t *testing.T) {
 				case codes.Unavailable:
 					unavailable[id] = status.Convert(err).Message()
 				case codes.Aborted:
-					aborted.Add(1)
+					aborted++
 				}
 				mu.Unlock()
 				if err != nil {
@@ -86,7 +85,7 @@ func TestProcessUnavailableMeansNotStored(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%s killed, %s leads: %d writes acknowledged, %d ABORTED, %d UNAVAILABLE", old.ID, leader.ID, len(acked), aborted.Load(), len(unavailable))
+	t.Logf("%s killed, %s leads: %d writes acknowledged, %d ABORTED, %d UNAVAILABLE", old.ID, leader.ID, len(acked), aborted, len(unavailable))
 	for _, r := range followers {
 		stored := clustertest.Stored(t, r.Local(t))
 		for id, said := range unavailable {

@@ -46,7 +46,9 @@ type catchUp struct {
 	caughtUp chan struct{} // closed once done
 
 	// floor, when set, is the index the replica's log must reach too: its database had applied
-	// entries up to there when it started, but its log ended below them (see logCut).
+	// entries up to there when it started, but its log ended below them (see logCut). The
+	// leader's commit index is past it unless the whole group lost those entries; then the
+	// replica, whose database holds what the group no longer does, never stands.
 	floor uint64
 
 	mu     sync.Mutex
