@@ -48,7 +48,9 @@ type catchUp struct {
 	// floor, when set, is the index the replica's log must reach too: its database had applied
 	// entries up to there when it started, but its log ended below them (see logCut). The
 	// leader's commit index is past it unless the whole group lost those entries; then the
-	// replica, whose database holds what the group no longer does, never stands.
+	// replica, whose database holds what the group no longer does, stands only once the group's
+	// log has passed it again, and no sooner than that (which no test builds: it takes a
+	// majority that lost committed entries).
 	floor uint64
 
 	mu     sync.Mutex
