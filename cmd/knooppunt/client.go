@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -454,6 +455,23 @@ const outputFormat = "output-format"
 type badFlags struct{ error }
 
 func (e badFlags) Unwrap() error { return e.error }
+
+// unknownFlag is pflag's refusal of a long flag that cmd does not have.
+var unknownFlag = regexp.MustCompile(`^unknown flag: --([\w-]+)$`)
+
+// refuseFlags refuses cmd's command line for err, pflag's, with the flag it may have meant when it
+// names one that cmd does not have (`--knd`: did you mean --kind?; review AL, AL1).
+func refuseFlags(cmd *cobra.Command, err error) error {
+	if m := unknownFlag.FindStringSubmatch(err.Error()); m != nil {
+		var names []string
+		cmd.Flags().VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+		cmd.InheritedFlags().VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+		if near, ok := policy.Closest(m[1], names); ok {
+			err = fmt.Errorf("%w: did you mean --%s?", err, near)
+		}
+	}
+	return invalid(badFlags{err})
+}
 
 // pflagBadValue is pflag's refusal of a flag's value: the value, the flag, and why, which for a
 // number or a bool is Go's parser's own words (strconv.ParseInt: parsing "abc": invalid syntax).

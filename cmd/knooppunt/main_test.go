@@ -89,11 +89,36 @@ func callCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// TestUnknownFlagOffersTheNearest: a mistyped flag is refused with the command's flag it was
+// near, its own or one it inherits; one near none is refused alone (review AL, AL1).
+func TestUnknownFlagOffersTheNearest(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"record", "list", "--knd", "x"}, "unknown flag: --knd: did you mean --kind?"},
+		{[]string{"record", "list", "--crisi", "x"}, "unknown flag: --crisi: did you mean --crisis?"},
+		{[]string{"status", "--nod", "x"}, "unknown flag: --nod: did you mean --node?"},
+		{[]string{"record", "list", "--zzzzzz", "1"}, "unknown flag: --zzzzzz"},
+	} {
+		root := newRootCmd()
+		root.SetArgs(c.args)
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		if err := root.Execute(); err == nil || err.Error() != c.want {
+			t.Errorf("knooppunt %s: %v, want %q", strings.Join(c.args, " "), err, c.want)
+		}
+	}
+}
+
 // TestUnknownSubcommandFails: a word that is none of a group's commands is refused with an error
 // (exit status 1), not answered with the group's help and exit 0, so that a runbook's typo does
 // not pass for done; the group alone still prints its help.
 func TestUnknownSubcommandFails(t *testing.T) {
-	for _, args := range [][]string{{"exercise", "stop", "x"}, {"webhook", "retyr", "x"}, {"record", "lst"}, {"policy", "lint-all"}} {
+	// With flags after the word, the word is still what is named, not the first flag, which the
+	// group does not have (review AL, AL1).
+	for _, args := range [][]string{{"exercise", "stop", "x"}, {"webhook", "retyr", "x"}, {"record", "lst"}, {"policy", "lint-all"},
+		{"record", "lst", "--crisis", "x"}, {"record", "lst", "-o", "json"}, {"peer", "lst", "--node", "unix:///x"}} {
 		root := newRootCmd()
 		root.SetArgs(args)
 		root.SetOut(io.Discard)
@@ -113,8 +138,16 @@ func TestUnknownSubcommandFails(t *testing.T) {
 			t.Errorf("knooppunt %s %s: %v, want it to offer %s", group, typed, err, want)
 		}
 	}
-	var out strings.Builder
+	// A flag the group does not have, with no word before it, is refused as a flag.
 	root := newRootCmd()
+	root.SetArgs([]string{"record", "--crisis", "x"})
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "unknown flag: --crisis") {
+		t.Errorf("knooppunt record --crisis x: %v, want unknown flag: --crisis", err)
+	}
+	var out strings.Builder
+	root = newRootCmd()
 	root.SetArgs([]string{"exercise"})
 	root.SetOut(&out)
 	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "Available Commands") {

@@ -34,7 +34,7 @@ KNOOPPUNT_BUNDLE) or from the SPIRE Workload API (--workload-api, or SPIFFE_ENDP
 	}
 	root.AddCommand(newServeCmd(), newRecordCmd(), newImportCmd(), newExportCmd(), newStatusCmd(), newHealthCmd(), newDemoCmd(), newCACmd(),
 		newPolicyCmd(), newRuleCmd(), newAlertCmd(), newAssessmentCmd(), newPhaseCmd(), newExerciseCmd(), newAuditCmd(), newSearchCmd(), newPictureCmd(), newClusterCmd(), newBackupCmd(), newRestoreCmd(), newInitCmd(), newPeerCmd(), newWebhookCmd(), newExtractTextCmd())
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return invalid(badFlags{err}) })
+	root.SetFlagErrorFunc(refuseFlags)
 	refuseUnknownSubcommands(root)
 	nameArgs(root)
 	markRequired(root)
@@ -159,13 +159,27 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 			if len(args) == 0 {
 				return nil
 			}
-			// With the commands it may have meant, as the root offers (review Z, Z14).
-			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-			if like := cmd.SuggestionsFor(args[0]); len(like) > 0 {
-				msg += ": did you mean " + strings.Join(like, " or ") + "?"
-			}
-			return errors.New(msg)
+			return unknownSubcommand(cmd, args[0])
 		}
+		// A mistyped command with flags (`record lst --crisis x`) stops at the first flag, which
+		// the group does not have: the word before it is what to mend, not the flag (review AL,
+		// AL1). The flags the group does take are read before it, so a word seen there is one.
+		c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+			if words := cmd.Flags().Args(); len(words) > 0 {
+				return unknownSubcommand(cmd, words[0])
+			}
+			return refuseFlags(cmd, err)
+		})
 		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	}
+}
+
+// unknownSubcommand refuses word, which is none of the group cmd's commands, with the commands
+// it may have meant, as the root offers (review Z, Z14).
+func unknownSubcommand(cmd *cobra.Command, word string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", word, cmd.CommandPath())
+	if like := cmd.SuggestionsFor(word); len(like) > 0 {
+		msg += ": did you mean " + strings.Join(like, " or ") + "?"
+	}
+	return errors.New(msg)
 }

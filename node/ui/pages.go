@@ -30,6 +30,7 @@ import (
 	"github.com/knooppunt/knooppunt/node/assessment"
 	"github.com/knooppunt/knooppunt/node/attach"
 	"github.com/knooppunt/knooppunt/node/record"
+	"github.com/knooppunt/knooppunt/policy"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -1121,7 +1122,7 @@ func nearestCrisis(known []string, typed string) string {
 	typed = strings.ToLower(typed)
 	best, bestD, ties := "", 3, 0
 	for _, k := range known {
-		d := editDistance(k, typed)
+		d := policy.EditDistance(k, typed)
 		switch {
 		case d < bestD:
 			best, bestD, ties = k, d, 0
@@ -1133,33 +1134,6 @@ func nearestCrisis(known []string, typed string) string {
 		return ""
 	}
 	return best
-}
-
-// editDistance is the number of letters to insert, delete, replace or swap with the next to make
-// a into b (Damerau–Levenshtein, restricted).
-func editDistance(a, b string) int {
-	x, y := []rune(a), []rune(b)
-	d := make([][]int, len(x)+1)
-	for i := range d {
-		d[i] = make([]int, len(y)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(x); i++ {
-		for j := 1; j <= len(y); j++ {
-			cost := 1
-			if x[i-1] == y[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && x[i-1] == y[j-2] && x[i-2] == y[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(x)][len(y)]
 }
 
 // crisisNamed is the crisis of known that typed names: itself, or the one it is as people
