@@ -273,6 +273,7 @@ func (o *initOptions) config(td spiffeid.TrustDomain) string {
 	p("#     issuer: \"https://login.YOUR-DOMAIN.nl/realms/crisis\"\n")
 	p("#     client_id: knooppunt\n")
 	p("#     client_secret_file: ui/client-secret\n")
+	p("#     claim: preferred_username  # names the person: only if people cannot change it at the provider\n")
 	p("# What this node states it needs partners' records for (doelbinding), on its subscriptions\n")
 	p("# and searches. A partner's policy with accept_purposes grants only the purposes it lists:\n")
 	p("# agree the wording with your partners' officers, then remove the #s (needs a restart).\n")
