@@ -317,6 +317,21 @@ func callError(f *clientFlags, err error) error {
 		said.msg = fmt.Sprintf("the node at %s is of %s, and your bundle (--bundle or KNOOPPUNT_BUNDLE, or the Workload API's) holds no CA of it: call your own organisation's node; a person or an app calls only that one, and it asks its partners itself", f.node, td)
 		return said
 	}
+	// The node's certificate is of a trust domain the client's bundle has, but no CA of that
+	// bundle issued it: the bundle is another organisation's (a partner's peers/NAME.pem given
+	// for the client's own), or an old one of the node's (review AL, AL3).
+	if strings.Contains(msg, "could not verify leaf certificate") && st.Code() == codes.Unavailable {
+		said.msg = fmt.Sprintf("the node at %s presents a certificate that no CA of your bundle issued: give your own organisation's bundle, as it is now (--bundle or KNOOPPUNT_BUNDLE, or the Workload API's), not a partner's", f.node)
+		said.detail = msg
+		return said
+	}
+	// Something at the address answers HTTP, but not the node's gRPC: the bundle endpoint (it
+	// takes GET alone, 405 for grpc's POST), or the REST API, or another web server.
+	if strings.Contains(msg, "unexpected HTTP status code received from server") && st.Code() != codes.OK {
+		said.msg = fmt.Sprintf("%s answers as a web server, not as the node's API: give --node (or KNOOPPUNT_NODE) the node's listen address, not that of its bundle_endpoint or http section", f.node)
+		said.detail = msg
+		return said
+	}
 	// A node that does not trust the client's SVID ends the handshake: grpc says only how the
 	// connection ended, and the node's log says why.
 	transport := strings.HasPrefix(msg, "connection error") || strings.HasPrefix(msg, "write tcp") || strings.HasPrefix(msg, "read tcp")

@@ -25,6 +25,7 @@ import (
 // org is one organisation made by `init --dev-ca` for the onboarding tests.
 type org struct {
 	td, dataDir, addr, metrics string
+	bundleAddr                 string // the bundle endpoint's
 	proc                       *proctest.Proc
 	conn                       *grpc.ClientConn
 }
@@ -51,7 +52,7 @@ func newOrg(t *testing.T, td, name string, extra ...string) *org {
 	args := append([]string{"init", "--org", td, "--name", name, "--dev-ca", "--data-dir", dataDir,
 		"--host", "127.0.0.1", "--listen", a[0], "--bundle-listen", a[1], "--metrics-addr", a[2], "--admin", "ops"}, extra...)
 	cli(t, nil, "", args...).want(t, 0)
-	return &org{td: td, dataDir: dataDir, addr: a[0], metrics: a[2]}
+	return &org{td: td, dataDir: dataDir, addr: a[0], bundleAddr: a[1], metrics: a[2]}
 }
 
 // metric reads one sample of the node's /metrics, or -1 when it has none.
@@ -161,6 +162,18 @@ func TestOnboardingEndToEnd(t *testing.T) {
 	wrong[1] = vrbn.addr
 	if r := cli(t, nil, "", append([]string{"status"}, wrong...)...).want(t, 1); !strings.Contains(r.stderr, "is of vr-brabant-noord.crisis.test, and your bundle") {
 		t.Errorf("NCC's SVID against the new region's node: %q", r.stderr)
+	}
+	// The new region's admin who gives a partner's bundle for the region's own, or calls its
+	// bundle endpoint, is told which to mend (review AL, AL3).
+	own := vrbn.as("ops")
+	own[len(own)-1] = filepath.Join(ncc.dataDir, "ca", "bundle.pem")
+	if r := cli(t, nil, "", append([]string{"status"}, own...)...).want(t, 1); !strings.Contains(r.stderr, "presents a certificate that no CA of your bundle issued: give your own organisation's bundle") {
+		t.Errorf("the region's SVID with NCC's bundle: %q", r.stderr)
+	}
+	own = vrbn.as("ops")
+	own[1] = vrbn.bundleAddr
+	if r := cli(t, nil, "", append([]string{"status"}, own...)...).want(t, 1); !strings.Contains(r.stderr, "answers as a web server, not as the node's API: give --node") {
+		t.Errorf("the region's bundle endpoint as --node: %q", r.stderr)
 	}
 	answer := filepath.Join(work, "answer.json")
 	r = cli(t, nil, "y\n", "peer", "accept", nccInvite, "--node", vrbn.sock(), "--answer", answer).want(t, 0)
