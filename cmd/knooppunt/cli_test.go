@@ -470,6 +470,11 @@ func TestCLIStatus(t *testing.T) {
 	if r := cli(t, nil, "", "status", "--node", addr).want(t, 0); !regexp.MustCompile(`\nconfig +THE CONFIG FILE DOES NOT LOAD since `).MatchString(r.stdout) || !strings.Contains(r.stdout, "\nlast backup ") {
 		t.Errorf("status of a broken config file, one line in the table:\n%s", r.stdout)
 	}
+	// A syntax error: the line says what is wrong, not only the file (review AL, AL5).
+	if err := os.WriteFile(cfgFile, []byte("raft:\n  election_timeout: 100ms\nkinds: [a, b\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	statusSays("a file that is not YAML", "node.yaml: [3:8] sequence end token ']' not found: the node runs on what it loaded before")
 }
 
 // TestCLIAuditVerify checks that audit verify prints the head, accepts it back as --anchor, and

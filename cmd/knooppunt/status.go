@@ -82,8 +82,13 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 				fmt.Fprintf(tw, "up since\t%s\n", stamp(st.StartedAt.AsTime()))
 				// What the next start meets, which the running node does not show (review AA, AA13).
 				if st.ConfigBroken != "" {
-					// Its first line: the YAML excerpt under it would break the table.
-					first, _, _ := strings.Cut(st.ConfigBroken, "\n")
+					// Its first line: the YAML excerpt under it would break the table. A syntax
+					// error's says only the file ("config FILE:"), and the next says what is wrong
+					// (review AL, AL5).
+					first, rest, _ := strings.Cut(st.ConfigBroken, "\n")
+					if next, _, _ := strings.Cut(rest, "\n"); strings.HasSuffix(first, ":") && strings.TrimSpace(next) != "" {
+						first += " " + strings.TrimSpace(next)
+					}
 					fmt.Fprintf(tw, "config\tTHE CONFIG FILE DOES NOT LOAD since %s: %s: the node runs on what it loaded before, and would not start with this file: mend it\n",
 						stamp(st.ConfigBrokenAt.AsTime()), first)
 				}

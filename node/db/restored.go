@@ -105,7 +105,7 @@ func (e *CursorError) Reason() string {
 	if e.BeforeRestore {
 		why = fmt.Sprintf("%d is from before this node was restored from a backup: the changes after the backup's last (%d) are gone, and changes made since have other seqs", e.Cursor, e.Restored)
 	}
-	return why + ": read last_seq from status, list again, then watch from that last_seq"
+	return why + ": read last_seq from Status (`knooppunt status`: change feed at N), list again, then watch from that last_seq"
 }
 
 // CheckCursor returns a *CursorError when the change feed cannot resume at cursor: one from

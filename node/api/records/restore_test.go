@@ -72,7 +72,7 @@ func TestWatchRefusesACursorFromBeforeARestore(t *testing.T) {
 		s, _ := watch(t, c, &pb.WatchRequest{Cursor: cursor})
 		_, err := s.Recv()
 		field, reason := api.Field(err)
-		if status.Code(err) != codes.OutOfRange || field != "cursor" || !strings.Contains(reason, says) || !strings.Contains(reason, "read last_seq from status, list again, then watch from that last_seq") {
+		if status.Code(err) != codes.OutOfRange || field != "cursor" || !strings.Contains(reason, says) || !strings.Contains(reason, "read last_seq from Status (`knooppunt status`: change feed at N), list again, then watch from that last_seq") {
 			t.Errorf("Watch from %d: %v (field %q); want OUT_OF_RANGE on cursor saying %q", cursor, err, field, says)
 		}
 	}
