@@ -76,17 +76,20 @@ other's trust bundles current through their bundle endpoints. The demo then:
      work-permit guidance and rules (SZW), and one confidential record (NCC, for VR Utrecht only);
   2. has two officers per organisation propose and approve the scenario's policies;
   3. prints the picture as seen from VR Utrecht and from NCC;
-  4. shows that the confidential record reached only its recipient;
-  5. plays early warning: VR Zeeland applies a rule (free beds in Zeeland under 5%), LCVS lowers
+  4. searches the federation's texts from VR Utrecht (search --text vergunning), fetches GGD
+     GHOR's guidance, a PDF, and finds it by a word only the PDF holds, and reads VR Utrecht's
+     picture over its REST API as a system of its own would (mutual TLS; it prints the curl line);
+  5. shows that the confidential record reached only its recipient;
+  6. plays early warning: VR Zeeland applies a rule (free beds in Zeeland under 5%), LCVS lowers
      free beds in Zeeland step by step, the rule fires, NCC's picture shows VR Zeeland's alert,
      NCC publishes its assessment of the picture, and VR Utrecht endorses it;
-  6. runs a short exercise beside the real crisis: VR Zeeland and NCC start oefening-zeeland,
+  7. runs a short exercise beside the real crisis: VR Zeeland and NCC start oefening-zeeland,
      VR Zeeland shares exercise sitreps with NCC under a policy with statuses: [exercise], the
      real picture stays untouched, and closing the exercise removes its records at NCC too;
-  7. stays up and prints how to try commands against it, and each organisation's web interface
+  8. stays up and prints how to try commands against it, and each organisation's web interface
      with its sign-ins: a small OpenID provider inside the demo, on loopback only, holds each
-     organisation's people (a staff member who reads, an editor and two officers). Ctrl-C stops
-     everything cleanly, and exits 0.
+     organisation's people (a staff member who reads, an editor, two officers and the node's
+     administrator). Ctrl-C stops everything cleanly, and exits 0.
 
 Ctrl-C before the scenario is done stops the federation too, and exits 130; a second Ctrl-C
 kills the nodes rather than waiting for them to stop. The shelter figures are made up. With
