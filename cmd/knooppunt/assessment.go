@@ -38,7 +38,7 @@ endorse and remark take --origin to say whose.`,
 func newAssessmentPublishCmd() *cobra.Command {
 	var (
 		f                         clientFlags
-		crisis                    string
+		crisis, exercise          string
 		text, development, advice string
 		failOnPartial             bool
 	)
@@ -62,10 +62,14 @@ partial, peers). --fail-on-partial then publishes nothing, and exits 3.`,
 			if crisis == "" {
 				return errors.New("--crisis: name the crisis, such as oekraine")
 			}
+			mode, err := (&modeFlags{exercise: exercise}).mode()
+			if err != nil {
+				return err
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
 				// The picture asks the peers whether they answer now, as picture does: one that
 				// does not, or one this node is catching up with, is in it with an old copy.
-				p, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis})
+				p, err := pb.NewSearchServiceClient(conn).Picture(cmd.Context(), &pb.PictureRequest{Crisis: crisis, Mode: mode})
 				if err != nil {
 					return err
 				}
@@ -74,6 +78,7 @@ partial, peers). --fail-on-partial then publishes nothing, and exits 3.`,
 				if err != nil {
 					return flagError(err)
 				}
+				assessment.InMode(rec, mode)
 				if (incomplete || p.NoLeader) && failOnPartial {
 					if f.output != "json" {
 						printIncomplete(cmd.OutOrStdout(), nil, p)
@@ -96,6 +101,9 @@ partial, peers). --fail-on-partial then publishes nothing, and exits 3.`,
 					return printJSON(cmd.OutOrStdout(), map[string]any{"published": true, "id": resp.Id, "version": resp.Version, "picture": fp,
 						"partial": p.Partial, "no_leader": p.NoLeader, "peers": peersJSON(p.Peers)})
 				}
+				if b := modeBanner(mode); b != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), b)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "published %s version %d on the picture %s (%d sources)\n", resp.Id, resp.Version, short(fp.Hash), len(fp.Sources))
 				if incomplete {
 					printIncomplete(cmd.OutOrStdout(), nil, p)
@@ -109,6 +117,7 @@ partial, peers). --fail-on-partial then publishes nothing, and exits 3.`,
 	cmd.Flags().StringVar(&development, "development", "", "how the crisis is expected to develop")
 	cmd.Flags().StringVar(&advice, "advice", "", "what you advise partners to do")
 	cmd.Flags().BoolVar(&failOnPartial, "fail-on-partial", false, "publish nothing, and exit 3, when the picture is not complete now (PARTIAL, BEHIND, NO LEADER)")
+	cmd.Flags().StringVar(&exercise, "exercise", "", "publish within this open exercise, on its picture (default: the actual crisis)")
 	f.register(cmd, true)
 	return cmd
 }
@@ -136,12 +145,12 @@ func short(hash string) string {
 // the node's own first, then the latest written. With probe, the picture asks the peers whether
 // they answer now: a source that does not, or one this node is still catching up with, may have
 // changed unseen (CannotTell). A node that could not ask them is said on stderr.
-func assessments(ctx context.Context, conn *grpc.ClientConn, crisis string, probe io.Writer) ([]*assessment.View, *pb.StatusResponse, error) {
+func assessments(ctx context.Context, conn *grpc.ClientConn, crisis string, mode *pb.Mode, probe io.Writer) ([]*assessment.View, *pb.StatusResponse, error) {
 	st, err := pb.NewStatusServiceClient(conn).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: crisis, SkipPeerCheck: probe == nil})
+	p, err := pb.NewSearchServiceClient(conn).Picture(ctx, &pb.PictureRequest{Crisis: crisis, Mode: mode, SkipPeerCheck: probe == nil})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -157,7 +166,11 @@ func assessments(ctx context.Context, conn *grpc.ClientConn, crisis string, prob
 		return nil, nil, err
 	}
 	if len(all) == 0 {
-		return nil, nil, &codedError{codes.NotFound, fmt.Errorf("no assessment of crisis %s has reached this node: publish one with knooppunt assessment publish, or ask the coordinating organisation's officers for a policy that shares it", crisis)}
+		of := "crisis " + crisis
+		if mode != nil {
+			of += " in exercise " + mode.GetExercise()
+		}
+		return nil, nil, &codedError{codes.NotFound, fmt.Errorf("no assessment of %s has reached this node: publish one with knooppunt assessment publish, or ask the coordinating organisation's officers for a policy that shares it", of)}
 	}
 	return all, st, nil
 }
@@ -204,8 +217,8 @@ func whose(ctx context.Context, conn *grpc.ClientConn, st *pb.StatusResponse, al
 
 func newAssessmentShowCmd() *cobra.Command {
 	var (
-		f              clientFlags
-		crisis, origin string
+		f                        clientFlags
+		crisis, origin, exercise string
 	)
 	cmd := &cobra.Command{
 		Use:   "show",
@@ -235,14 +248,19 @@ after, records_before, records_after); minor_change says the picture changed and
 sums_kept false says the assessment kept no sums.`,
 		Example: `  knooppunt assessment show --crisis oekraine
   knooppunt assessment show --crisis oekraine --origin lcvs
-  knooppunt assessment show --crisis oekraine -o json`,
+  knooppunt assessment show --crisis oekraine -o json
+  knooppunt assessment show --crisis oekraine --exercise oefening-zeeland`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if crisis == "" {
 				return errors.New("--crisis: name the crisis, such as oekraine")
 			}
+			mode, err := (&modeFlags{exercise: exercise}).mode()
+			if err != nil {
+				return err
+			}
 			return f.call(func(conn *grpc.ClientConn) error {
-				all, st, err := assessments(cmd.Context(), conn, crisis, cmd.ErrOrStderr())
+				all, st, err := assessments(cmd.Context(), conn, crisis, mode, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -260,6 +278,9 @@ sums_kept false says the assessment kept no sums.`,
 						Others []*assessment.View `json:"others"`
 					}{all[0], append([]*assessment.View{}, all[1:]...)})
 				}
+				if b := modeBanner(mode); b != "" {
+					fmt.Fprintln(cmd.OutOrStdout(), b)
+				}
 				for i, v := range all {
 					if i > 0 {
 						fmt.Fprintln(cmd.OutOrStdout())
@@ -272,6 +293,7 @@ sums_kept false says the assessment kept no sums.`,
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis, such as oekraine")
 	cmd.Flags().StringVar(&origin, "origin", "", "show only this organisation's assessment: a trust domain, or a peer's or this node's name")
+	cmd.Flags().StringVar(&exercise, "exercise", "", "the assessments of this exercise, next to its picture (default: the actual crisis)")
 	f.register(cmd, true)
 	return cmd
 }
@@ -365,8 +387,8 @@ func printSumsMoved(w io.Writer, v *assessment.View) {
 
 func newAssessmentRespondCmd(response string) *cobra.Command {
 	var (
-		f                    clientFlags
-		crisis, text, origin string
+		f                              clientFlags
+		crisis, text, origin, exercise string
 	)
 	cmd := &cobra.Command{Args: cobra.NoArgs}
 	verb := response
@@ -396,8 +418,12 @@ node, and refuses when there are more, naming their organisations.`
 		if crisis == "" {
 			return errors.New("--crisis: name the crisis, such as oekraine")
 		}
+		mode, err := (&modeFlags{exercise: exercise}).mode()
+		if err != nil {
+			return err
+		}
 		return f.call(func(conn *grpc.ClientConn) error {
-			all, st, err := assessments(cmd.Context(), conn, crisis, nil)
+			all, st, err := assessments(cmd.Context(), conn, crisis, mode, nil)
 			if err != nil {
 				return err
 			}
@@ -415,6 +441,7 @@ node, and refuses when there are more, naming their organisations.`
 			if err != nil {
 				return flagError(err)
 			}
+			assessment.InMode(rec, mode)
 			resp, err := pb.NewRecordServiceClient(conn).Put(cmd.Context(), &pb.PutRequest{Record: rec})
 			if err != nil {
 				return err
@@ -423,12 +450,16 @@ node, and refuses when there are more, naming their organisations.`
 				return printJSON(cmd.OutOrStdout(), map[string]any{"id": resp.Id, "version": resp.Version,
 					"assessment_origin": v.Origin, "assessment_id": v.ID, "assessment_version": v.Version})
 			}
+			if b := modeBanner(mode); b != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), b)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s version %d of %s's %s version %d\n", response, resp.Id, resp.Version, v.Origin, v.ID, v.Version)
 			return nil
 		})
 	}
 	cmd.Flags().StringVar(&crisis, "crisis", "", "the crisis, such as oekraine")
 	cmd.Flags().StringVar(&origin, "origin", "", "whose assessment: a trust domain, or a peer's or this node's name (needed when more than one organisation's reached this node)")
+	cmd.Flags().StringVar(&exercise, "exercise", "", "respond to an assessment of this open exercise (default: the actual crisis)")
 	if response == assessment.Remark {
 		cmd.Flags().StringVar(&text, "text", "", "your remark")
 	}

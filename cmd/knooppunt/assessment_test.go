@@ -72,6 +72,34 @@ func TestCLIAssessment(t *testing.T) {
 	if len(v.Sources) != 1 {
 		t.Fatalf("the responses changed the picture: %+v", v)
 	}
+
+	// Within an exercise: its own assessment, on its own picture, beside the actual one, as the
+	// web interface publishes it (review AL, AL11).
+	cli(t, nil, "", "exercise", "start", "oef-duiding", "--reason", "test", "--node", addr).want(t, 0)
+	inExercise := func(args ...string) []string {
+		return append(args, "--node", addr, "--crisis", "oekraine", "--exercise", "oef-duiding")
+	}
+	if r := cli(t, nil, "", inExercise("assessment", "show")...).want(t, 1); !strings.Contains(r.stderr, "no assessment of crisis oekraine in exercise oef-duiding") {
+		t.Fatalf("show in an exercise without an assessment of its own: %q", r.stderr)
+	}
+	cli(t, nil, "", "record", "put", "--node", addr, "--kind", "shelter.capacity", "--crisis", "oekraine", "--region", "VR19", "--exercise", "oef-duiding",
+		"--classification", "internal", "--id", "oef-goes", "--body", `{"municipality":"Goes","beds_total":50,"beds_free":0}`).want(t, 0)
+	r = cli(t, nil, "", inExercise("assessment", "publish", "--text", "Oefening: Goes vol", "--development", "Blijft vol", "--advice", "Oefen de uitwijk")...).want(t, 0)
+	if !strings.HasPrefix(r.stdout, "OEFENING oef-duiding") || !strings.Contains(r.stdout, "published assessment-oekraine:oef-duiding version 1 on the picture ") {
+		t.Fatalf("publish in an exercise printed %q", r.stdout)
+	}
+	cli(t, nil, "", inExercise("assessment", "endorse")...).want(t, 0)
+	cli(t, nil, "", inExercise("assessment", "show", "-o", "json")...).want(t, 0).oneJSON(t, &v)
+	if v.Changed || !v.Exact || v.Assessment.Advice != "Oefen de uitwijk" || len(v.Endorsed) != 1 || len(v.Remarks) != 0 {
+		t.Fatalf("show in the exercise: %+v", v)
+	}
+	cli(t, nil, "", "assessment", "show", "--node", addr, "--crisis", "oekraine", "-o", "json").want(t, 0).oneJSON(t, &v)
+	if v.Assessment.Advice != "Spreid naar VR09" || len(v.Remarks) != 1 {
+		t.Fatalf("the actual assessment after the exercise's: %+v", v)
+	}
+	if r := cli(t, nil, "", inExercise("assessment", "show")...).want(t, 0); !strings.HasPrefix(r.stdout, "OEFENING oef-duiding: exercise records only") {
+		t.Fatalf("show in the exercise:\n%s", r.stdout)
+	}
 }
 
 // TestPrintAssessmentCannotTell: a partner whose copy may be behind is named as one of which it

@@ -350,6 +350,39 @@ var (
 // it, so the current assessment is its latest version.
 func ID(crisis string) string { return "assessment-" + crisis }
 
+// IDIn is the record id of an org's assessment of a crisis in mode (nil: actual, ID). A record
+// keeps its mode, so an exercise's assessment of the crisis is a record of its own beside the
+// actual one: "assessment-CRISIS:EXERCISE", or, when that is longer than a record id may be, the
+// crisis and the mode hashed (review AL, AL11).
+func IDIn(crisis string, mode *pb.Mode) string {
+	if mode.GetStatus() == pb.Status_ACTUAL {
+		return ID(crisis)
+	}
+	in := mode.GetExercise()
+	if in == "" {
+		in = strings.ToLower(mode.GetStatus().String())
+	}
+	id := ID(crisis) + ":" + in
+	if len(id) > record.MaxIDLength {
+		sum := sha256.Sum256([]byte(crisis + "\x00" + mode.GetStatus().String() + "\x00" + in))
+		id = "assessment-" + hex.EncodeToString(sum[:16])
+	}
+	return id
+}
+
+// InMode makes rec, an assessment New built, or a response NewResponse built, a record of mode
+// (nil: actual): an assessment takes its id in the mode (IDIn); a response's id names the
+// assessment's already.
+func InMode(rec *pb.Record, mode *pb.Mode) {
+	if mode == nil {
+		return
+	}
+	rec.Status, rec.Exercise = mode.GetStatus(), mode.GetExercise()
+	if rec.GetKind() == Kind {
+		rec.Id = IDIn(rec.GetCrisis(), mode)
+	}
+}
+
 // New builds the assessment record of a crisis for the picture p, with its fingerprint and its
 // sums. Empty texts are refused, naming the field.
 func New(p *pb.PictureResponse, text, development, advice string) (*pb.Record, error) {

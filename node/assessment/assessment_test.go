@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/knooppunt/knooppunt/node/record"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -632,5 +633,39 @@ func TestMovedSumsOfACutList(t *testing.T) {
 	if got := moved([]Sum{{Kind: "k", Field: "f", Region: "NL", Sum: a + b + c, Records: 3}},
 		0, []Sum{{Kind: "k", Field: "f", Region: "NL", Sum: c + b + a, Records: 3}}); len(got) != 0 {
 		t.Fatalf("another order: %+v", got)
+	}
+}
+
+// TestIDIn: an assessment in an exercise has an id of its own, beside the actual one's, within
+// the bound of a record id however long the names; a response to it names it.
+func TestIDIn(t *testing.T) {
+	if got := IDIn("oekraine", nil); got != ID("oekraine") {
+		t.Errorf("actual: %q, want %q", got, ID("oekraine"))
+	}
+	ex := &pb.Mode{Status: pb.Status_EXERCISE, Exercise: "oef-1"}
+	if got := IDIn("oekraine", ex); got != "assessment-oekraine:oef-1" {
+		t.Errorf("exercise: %q", got)
+	}
+	long := &pb.Mode{Status: pb.Status_EXERCISE, Exercise: strings.Repeat("o", record.MaxIDLength)}
+	crisis := strings.Repeat("c", 64)
+	a, b := IDIn(crisis, long), IDIn(crisis, &pb.Mode{Status: pb.Status_EXERCISE, Exercise: strings.Repeat("o", record.MaxIDLength-1)})
+	if a == b || record.CheckID("id", a) != nil || record.CheckID("id", b) != nil {
+		t.Errorf("long names: %q and %q, want two valid ids", a, b)
+	}
+	rec, err := New(&pb.PictureResponse{Crisis: "oekraine"}, "t", "d", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	InMode(rec, ex)
+	if rec.Id != "assessment-oekraine:oef-1" || rec.Status != pb.Status_EXERCISE || rec.Exercise != "oef-1" {
+		t.Errorf("InMode: %q %v %q", rec.Id, rec.Status, rec.Exercise)
+	}
+	resp, err := NewResponse(rec, "vr-utrecht.crisis.test", Endorse, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	InMode(resp, ex)
+	if resp.Id != ResponseID(Endorse, "vr-utrecht.crisis.test", rec) || resp.Exercise != "oef-1" {
+		t.Errorf("a response in the exercise: %q %q", resp.Id, resp.Exercise)
 	}
 }

@@ -108,7 +108,7 @@ func (s *Server) assessmentForm(w http.ResponseWriter, r *request) {
 	if !ok {
 		return
 	}
-	rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: assessment.ID(v.Crisis), Mode: r.mode()})
+	rec, err := pb.NewRecordServiceClient(s.c.Conn).Get(r.ctx(), &pb.GetRequest{Id: assessment.IDIn(v.Crisis, r.mode()), Mode: r.mode()})
 	switch {
 	case status.Code(err) == codes.NotFound:
 	case err != nil:
@@ -188,7 +188,7 @@ func (s *Server) publishAssessment(w http.ResponseWriter, r *request) {
 		s.failIn(w, r, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	writeInMode(rec, r.mode())
+	assessment.InMode(rec, r.mode())
 	resp, err := pb.NewRecordServiceClient(s.c.Conn).Put(r.ctx(), &pb.PutRequest{Record: rec})
 	if err != nil {
 		s.failCall(w, r, err)
@@ -254,7 +254,7 @@ func (s *Server) respondToAssessment(w http.ResponseWriter, r *request) {
 		s.failIn(w, r, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	writeInMode(rec, r.mode())
+	assessment.InMode(rec, r.mode())
 	if _, err := pb.NewRecordServiceClient(s.c.Conn).Put(r.ctx(), &pb.PutRequest{Record: rec}); err != nil {
 		s.failCall(w, r, err)
 		return

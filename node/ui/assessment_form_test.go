@@ -119,6 +119,31 @@ func TestAssessmentInTheBrowser(t *testing.T) {
 		t.Errorf("the form is not filled with the current assessment:\n%s", form)
 	}
 
+	// Within an exercise of the same crisis NCC publishes an assessment of its own, beside the
+	// actual one, which stays as it was (review AL, AL11: the exercise's took the actual one's id,
+	// and was refused: a record keeps its mode).
+	e.ncc.Exercise(t, "oef-duiding", false)
+	inExercise := fedtest.ExerciseMode("oef-duiding")
+	resp, form = ncc.get(t, e.nccURL+"/duiding?crisis=oekraine&exercise=oef-duiding")
+	if resp.StatusCode != http.StatusOK || strings.Contains(form, "Binnen twee dagen geen vrije plekken in VR19") {
+		t.Fatalf("GET /duiding in the exercise: %d, or it is filled with the actual assessment\n%s", resp.StatusCode, form)
+	}
+	resp, page = ncc.post(t, e.nccURL+"/duiding", url.Values{"csrf": {csrfOf(t, form)}, "crisis": {"oekraine"}, "exercise": {"oef-duiding"},
+		"text": {"Oefening: Goes vol"}, "development": {"Blijft vol"}, "advice": {"Oefen de uitwijk"}})
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Query().Get("exercise") != "oef-duiding" {
+		t.Fatalf("publishing in the exercise went to %s (%d)\n%s", resp.Request.URL, resp.StatusCode, page)
+	}
+	exRec, err := pb.NewRecordServiceClient(e.ncc.Local(t)).Get(fedtest.Call(t), &pb.GetRequest{Id: assessment.IDIn("oekraine", inExercise), Mode: inExercise})
+	if err != nil || !strings.Contains(string(exRec.GetBody()), "Oefen de uitwijk") {
+		t.Fatalf("the exercise's assessment at ncc: %v, %s", err, exRec.GetBody())
+	}
+	if _, form = ncc.get(t, e.nccURL+"/duiding?crisis=oekraine&exercise=oef-duiding"); !strings.Contains(form, ">Oefen de uitwijk</textarea>") {
+		t.Errorf("the exercise's form is not filled with the exercise's assessment:\n%s", form)
+	}
+	if again, err := pb.NewRecordServiceClient(e.ncc.Local(t)).Get(fedtest.Call(t), &pb.GetRequest{Id: assessment.ID("oekraine")}); err != nil || again.Version != rec.Version {
+		t.Errorf("the actual assessment after the exercise's: %v, version %d, want %d", err, again.GetVersion(), rec.GetVersion())
+	}
+
 	fedtest.Eventually(t, 15*time.Second, "vr-utrecht holds ncc's assessment", func() (bool, string) {
 		held := e.utrecht.Held(t, "oekraine", e.ncc.TD.Name())
 		_, ok := held[assessment.ID("oekraine")]
