@@ -91,7 +91,7 @@ type ownRow struct {
 }
 
 // ownRecords lists the org's own records, a page at a time in the order of their ids, with a link to
-// change each.
+// change each for a person who writes them.
 func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	v := &ownRecordsView{Kind: r.URL.Query().Get("kind")}
 	v.Kinds = s.kindViews(r, v.Kind)
@@ -109,9 +109,15 @@ func (s *Server) ownRecords(w http.ResponseWriter, r *request) {
 	now := time.Now()
 	v.Marking, v.At = marking(r.L, resp.Records), local(now).Format("2006-01-02 15:04 MST")
 	orgOf := s.orgNamer(r)
+	// A reader may read the list (the search of the organisation's own records shows the same),
+	// but is offered no change: the form would only refuse them (review AL, AL12).
+	writer := isWriter(r)
 	for _, rec := range resp.Records {
 		row := ownRow{ID: rec.Id, Kind: rec.Kind, Crisis: rec.Crisis, Region: rec.Region, Title: titleOf(r.L, rec), Version: rec.Version,
-			Link: withBack(recordLink(rec), r.URL.RequestURI()), Edit: r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id)), Validity: record.Validity(rec, now)}
+			Link: withBack(recordLink(rec), r.URL.RequestURI()), Validity: record.Validity(rec, now)}
+		if writer {
+			row.Edit = r.inMode("/records/wijzigen?id=" + url.QueryEscape(rec.Id))
+		}
 		if row.Title == "" {
 			row.Title = untitled(r.L, rec, orgOf)
 		}

@@ -269,6 +269,61 @@ func TestRecordForm(t *testing.T) {
 	}
 }
 
+// TestReaderIsOfferedNoWrites: a reader who opens the own records' list (by a link: the menu does
+// not offer it) reads it, but sees no new record, no file to load and no change, on the list or on
+// a record's page, since the forms refuse them; an editor sees all three (review AL, AL12).
+func TestReaderIsOfferedNoWrites(t *testing.T) {
+	e := start(t)
+	if _, err := e.records(t).Put(context.Background(), &pb.PutRequest{Record: &pb.Record{Id: "goes", Kind: "shelter.capacity", Crisis: "oekraine",
+		Region: "VR19", Classification: pb.Classification_INTERNAL, Body: []byte(`{"municipality":"Goes","beds_total":120,"beds_free":7}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	writes := []string{`id="nieuw-record"`, `href="/records/nieuw`, `id="importeren"`, `href="/records/importeren"`, `/records/wijzigen`, `>Wijzigen<`}
+
+	eb := newBrowser(t)
+	resp, page := e.signIn(t, eb, "eva", "/records")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("an editor's own records: %d\n%s", resp.StatusCode, page)
+	}
+	for _, w := range writes {
+		if !strings.Contains(page, w) {
+			t.Errorf("an editor's own records do not offer %s:\n%s", w, page)
+		}
+	}
+	if _, page := eb.get(t, e.url+"/record?id=goes&terug=%2Frecords"); !strings.Contains(page, `id="wijzigen" href="/records/wijzigen?id=goes"`) {
+		t.Errorf("an editor's record page offers no change:\n%s", page)
+	}
+
+	rb := newBrowser(t)
+	resp, page = e.signIn(t, rb, "bram", "/records")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `data-record="goes"`) || strings.Contains(page, `id="nav-records"`) {
+		t.Fatalf("a reader's own records: %d, want the list, without the menu's link\n%s", resp.StatusCode, page)
+	}
+	if !strings.Contains(page, "Wijzigen doen de redacteuren en beheerders van de organisatie.") {
+		t.Errorf("a reader's own records do not say who changes them:\n%s", page)
+	}
+	for _, w := range writes {
+		if strings.Contains(page, w) {
+			t.Errorf("a reader's own records offer %s:\n%s", w, page)
+		}
+	}
+	resp, page = rb.get(t, e.url+"/record?id=goes&terug=%2Frecords")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `id="terug">Terug naar eigen records</a>`) {
+		t.Errorf("a reader's record page: %d\n%s", resp.StatusCode, page)
+	}
+	for _, w := range writes {
+		if strings.Contains(page, w) {
+			t.Errorf("a reader's record page offers %s:\n%s", w, page)
+		}
+	}
+	// What the links would have opened is refused to a reader anyway.
+	for _, path := range []string{"/records/nieuw", "/records/importeren", "/records/wijzigen?id=goes"} {
+		if resp, _ := rb.get(t, e.url+path); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("a reader's %s: %d, want 403", path, resp.StatusCode)
+		}
+	}
+}
+
 // TestEditKeepsWhatTheFormDoesNotShow: saving the edit form of a record keeps the fields of its
 // body that the form has no field for (an attachments list, a field another system wrote), and
 // says so on the form; a field the form shows and the person emptied goes.
