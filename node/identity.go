@@ -80,9 +80,14 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 				return nil, fmt.Errorf("node: identity.spiffe_id: %w", err)
 			}
 		}
+		// No address at all: nothing to wait for, and the wait's error would send the operator to
+		// the SPIRE entries (review AL, AL2).
+		if cfg.Identity.WorkloadAPI == "" && os.Getenv("SPIFFE_ENDPOINT_SOCKET") == "" {
+			return nil, errors.New("node: identity.workload_api: missing, and SPIFFE_ENDPOINT_SOCKET is not set either: give the SPIRE agent's socket, such as unix:///run/spire/agent/public/api.sock, or identity.source: files with cert_file, key_file and bundle_file")
+		}
 		logWorkloadWait(log, cfg.Identity.WorkloadAPI, workloadWait)
 		wctx, cancel := context.WithTimeout(ctx, workloadWait)
-		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI, want)
+		src, err = identity.NewWorkloadSource(wctx, cfg.Identity.WorkloadAPI, want, log)
 		cancel()
 	}
 	if fe, ok := errors.AsType[*identity.FileError](err); ok {
@@ -102,7 +107,11 @@ func startIdentity(ctx context.Context, cfg *config.Config, log *slog.Logger) (*
 	}
 	if svid.ID.TrustDomain().Name() != cfg.Org {
 		src.Close()
-		return nil, fmt.Errorf("node: identity: the SVID %s is not of this org's trust domain %s", svid.ID, cfg.Org)
+		unset := ""
+		if cfg.Org == config.DefaultOrg {
+			unset = " (" + config.DefaultOrg + " is the org of a config that sets none: set org to your trust domain)"
+		}
+		return nil, fmt.Errorf("node: identity: the SVID %s is not of this org's trust domain %s%s", svid.ID, cfg.Org, unset)
 	}
 	if !identity.IsReplica(svid.ID.TrustDomain(), svid.ID) {
 		src.Close()

@@ -424,6 +424,52 @@ func TestSVIDExpiryIsSaid(t *testing.T) {
 	}
 }
 
+// TestSVIDRenewalFailureIsSaid: when the SPIRE agent stops renewing the replica's SVID (its
+// entry deleted: every stream refused), the node says so at once, long before the SVID expires:
+// a warning in the log, a NOT RENEWED reason in status, and a metric to alert on; once the agent
+// renews it again, all three clear (review AK, AK1).
+func TestSVIDRenewalFailureIsSaid(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	agent := identitytest.ServeWorkloadAPI(t, own.svid(t, "/node/r1"), identitytest.Bundle(own.ca))
+	n := startMTLSNode(t, own, fmt.Sprintf("identity: {source: workloadapi, workload_api: %q}\n", agent.Addr))
+	statusNow := func() *pb.StatusResponse {
+		st, err := pb.NewStatusServiceClient(n.local(t)).Status(mtlsCtx(t), &pb.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	failingSince := func(st *pb.StatusResponse) float64 {
+		v, ok := metrics.Value("knooppunt_svid_renewal_failing_since_timestamp_seconds", map[string]string{"node": st.NodeName + "/r1"})
+		if !ok {
+			t.Fatalf("no knooppunt_svid_renewal_failing_since_timestamp_seconds of %s", st.NodeName)
+		}
+		return v
+	}
+	if st := statusNow(); st.SvidRenewalFailingSince != nil || failingSince(st) != 0 {
+		t.Fatalf("a node its agent serves: renewal failing since %v (%q), metric %v", st.SvidRenewalFailingSince, st.SvidRenewalError, failingSince(st))
+	}
+
+	agent.Refuse(status.Error(codes.PermissionDenied, "no identity issued"))
+	n.log.Wait(t, 10*time.Second, "the Workload API gives this replica no SVID now: the one it has is not renewed, and partners and replicas refuse it once it expires",
+		func(e identitytest.Entry) bool {
+			return e["level"] == "WARN" && strings.Contains(e.Str("why"), "issues this process no identity")
+		})
+	st := statusNow()
+	if st.SvidRenewalFailingSince == nil || !strings.Contains(st.SvidRenewalError, "no identity issued") || failingSince(st) != float64(st.SvidRenewalFailingSince.AsTime().Unix()) {
+		t.Errorf("status while the agent refuses: since %v, %q; metric %v", st.SvidRenewalFailingSince, st.SvidRenewalError, failingSince(st))
+	}
+	if st.SvidId == "" {
+		t.Error("the replica lost its SVID while the agent refuses: it keeps it until it expires")
+	}
+
+	agent.Resume()
+	n.log.Wait(t, 10*time.Second, "the Workload API renews this replica's SVID again", func(identitytest.Entry) bool { return true })
+	if st := statusNow(); st.SvidRenewalFailingSince != nil || failingSince(st) != 0 {
+		t.Errorf("status once the agent renews again: since %v (%q), metric %v", st.SvidRenewalFailingSince, st.SvidRenewalError, failingSince(st))
+	}
+}
+
 // TestInviteFromTheReplicaThatServesTheBundleEndpoint: a partner pins the inviting replica's ID
 // for the bundle endpoint the invitation names; a replica whose bundle_endpoint.url is served by
 // another replica (r2, here a server with r2's SVID) refuses to invite, naming the one to run it on.
@@ -467,6 +513,41 @@ func TestReplicaNeedsItsOwnSVID(t *testing.T) {
 	}
 	if want := "names another replica than this one (replica_id r2): each replica needs its own, spiffe://" + own.td.Name() + "/node/r2: set identity.spiffe_id"; !strings.Contains(err.Error(), want) {
 		t.Fatalf("r2 with r1's SVID: %v\nwant it to say %q", err, want)
+	}
+}
+
+// TestWorkloadIdentityNamedInErrors: a node of the Workload API with no address for it anywhere
+// says which setting to give, at once, rather than to register a SPIRE entry after a wait; one
+// whose config sets no org, and so is of the default trust domain, is told that it set none
+// (review AL, AL2).
+func TestWorkloadIdentityNamedInErrors(t *testing.T) {
+	own := newMTLSOrg(t, mtlsOwnTD)
+	t.Setenv("SPIFFE_ENDPOINT_SOCKET", "")
+	agent := identitytest.ServeWorkloadAPI(t, own.svid(t, "/node/r1"), identitytest.Bundle(own.ca))
+	for _, tc := range []struct{ name, config, want string }{
+		{"no address", "org: " + own.td.Name() + "\nidentity: {source: workloadapi}\n",
+			"node: identity.workload_api: missing, and SPIFFE_ENDPOINT_SOCKET is not set either: give the SPIRE agent's socket"},
+		{"no org", fmt.Sprintf("identity: {source: workloadapi, workload_api: %q}\n", agent.Addr),
+			"is not of this org's trust domain " + config.DefaultOrg + " (" + config.DefaultOrg + " is the org of a config that sets none: set org to your trust domain)"},
+	} {
+		cfgFile := filepath.Join(own.dir, "node.yaml")
+		identitytest.WriteFile(t, cfgFile, []byte("listen: 127.0.0.1:0\nmetrics_addr: \"\"\n"+tc.config))
+		cfg, err := config.Load(cfgFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		start := time.Now()
+		n, err := node.Start(ctx, node.Options{DataDir: filepath.Join(own.dir, "data-"+strings.ReplaceAll(tc.name, " ", "-")), Config: cfg, ConfigFile: cfgFile,
+			Logger: identitytest.NewLog().Logger, Version: "test"})
+		cancel()
+		if err == nil {
+			n.Stop(context.Background())
+			t.Fatalf("%s: the node started", tc.name)
+		}
+		if !strings.Contains(err.Error(), tc.want) || time.Since(start) > 10*time.Second {
+			t.Errorf("%s: %v (after %s)\nwant it to say %q at once", tc.name, err, time.Since(start).Round(time.Millisecond), tc.want)
+		}
 	}
 }
 

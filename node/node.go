@@ -392,7 +392,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	n.records = records.New(records.Config{Store: n.store, DB: n.db, Checker: checker, Logger: n.log,
 		Retention: func() time.Duration { return n.cfg.Load().History.RetentionOrDefault() }})
 	status := nodestatus.New(nodestatus.Config{
-		SVID: n.SVID, ConfigState: n.configState,
+		SVID: n.SVID, Renewal: n.svidRenewal, ConfigState: n.configState,
 		Name: cfg.Name, Org: cfg.Org, Version: opts.Version, Kinds: kinds.Names(), Replica: cfg.ReplicaID,
 		Store: n.store, DB: n.db, StartedAt: time.Now(), Logger: n.log,
 	})
@@ -892,6 +892,12 @@ func (n *Node) registerGauges() error {
 			}
 			return 0
 		}},
+		{"svid_renewal_failing_since_timestamp_seconds", "Since when the SPIRE Workload API has not renewed this replica's SVID (it does not answer, or no longer offers the replica's ID), Unix seconds; 0 while it does, and for an SVID from files.", func() float64 {
+			if since, _ := n.svidRenewal(); !since.IsZero() {
+				return float64(since.Unix())
+			}
+			return 0
+		}},
 	} {
 		unreg, err := metrics.GaugeFunc(name, g.name, g.help, g.f)
 		if err != nil {
@@ -1323,6 +1329,19 @@ func (n *Node) SVID() (string, time.Time) {
 	return svid.ID.String(), svid.Certificates[0].NotAfter
 }
 
+// svidRenewal says since when the SPIRE Workload API has not renewed the replica's SVID, and
+// why (identity.NewWorkloadSource's Renewal); the zero time while it does, and for an SVID from
+// files, which the node reloads itself.
+func (n *Node) svidRenewal() (time.Time, string) {
+	if n.ident == nil {
+		return time.Time{}, ""
+	}
+	if r, ok := n.ident.source.(interface{ Renewal() (time.Time, string) }); ok {
+		return r.Renewal()
+	}
+	return time.Time{}, ""
+}
+
 // watchSVID says in the log when the replica's SVID is renewed, and, once, when it has expired
 // with no new one: partners and the other replicas then refuse its new connections at the
 // handshake, and they, not this node, would otherwise be the ones to say why.
@@ -1330,9 +1349,18 @@ func (n *Node) watchSVID(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var serial string
-	said := false
+	said, none := false, false
 	for {
-		if svid, err := n.ident.source.GetX509SVID(); err == nil && len(svid.Certificates) > 0 {
+		svid, err := n.ident.source.GetX509SVID()
+		switch {
+		case err != nil || len(svid.Certificates) == 0:
+			// A source that holds none serves every new handshake nothing (review AK, AK3).
+			if !none {
+				n.log.Error("this replica has no SVID: partners and the other replicas refuse its new connections", "err", err)
+				none = true
+			}
+		default:
+			none = false
 			c := svid.Certificates[0]
 			if s := c.SerialNumber.String(); s != serial {
 				if serial != "" {
@@ -1341,9 +1369,13 @@ func (n *Node) watchSVID(ctx context.Context, every time.Duration) {
 				serial, said = s, false
 			}
 			if !said && time.Now().After(c.NotAfter) {
+				args := []any{"id", svid.ID.String(), "not_after", c.NotAfter}
+				if since, why := n.svidRenewal(); !since.IsZero() {
+					args = append(args, "renewal_failing_since", since, "why", why)
+				}
 				n.log.Error("this replica's SVID expired and no new one came: partners and the other replicas refuse its new connections. "+
 					"With SPIRE, check that the agent runs and answers at identity.workload_api (its log says why it issues none); with identity files, issue new ones",
-					"id", svid.ID.String(), "not_after", c.NotAfter)
+					args...)
 				said = true
 			}
 		}

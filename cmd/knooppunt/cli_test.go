@@ -626,7 +626,7 @@ func TestCLIDemoOnce(t *testing.T) {
 
 func TestCLIUnreachableNode(t *testing.T) {
 	missing := "unix://" + filepath.Join(shortDir(t), "missing", node.SocketName)
-	unreachable := "cannot reach the node at " + missing + ": is `knooppunt serve` running? Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/knooppunt.sock."
+	unreachable := "cannot reach the node at " + missing + ": is `knooppunt serve` running? Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/knooppunt.sock. A node that is starting answers once it has its SVID: its log says what it waits for."
 	for _, args := range [][]string{
 		{"record", "get", "x", "--node", missing},
 		{"record", "list", "--node", missing},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -153,7 +154,8 @@ func (f *clientFlags) tlsCredentials() (credentials.TransportCredentials, error)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		src, err := identity.NewWorkloadSource(ctx, f.workloadAPI, want)
+		// The error says what the watch met: a command does not log.
+		src, err := identity.NewWorkloadSource(ctx, f.workloadAPI, want, slog.New(slog.DiscardHandler))
 		if err != nil {
 			return nil, err
 		}
@@ -291,7 +293,9 @@ func callError(f *clientFlags, err error) error {
 				hint = " Or point --node (or KNOOPPUNT_NODE) at the node's socket, DATA_DIR/" + node.SocketName + "."
 			}
 		}
-		said.msg = fmt.Sprintf("cannot reach the node at %s: is `knooppunt serve` running?%s", f.node, hint)
+		// A node serves its socket once it has its identity: with SPIRE it may wait for the
+		// agent up to 30 s (review AK, AK8).
+		said.msg = fmt.Sprintf("cannot reach the node at %s: is `knooppunt serve` running?%s A node that is starting answers once it has its SVID: its log says what it waits for.", f.node, hint)
 		return said
 	}
 	// The socket is the node's user's alone (mode 0600): another user, root aside, may not

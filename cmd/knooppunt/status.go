@@ -56,6 +56,9 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 					if st.SnapshotRefused != "" {
 						doc["snapshot_refused"], doc["snapshot_refused_at"] = st.SnapshotRefused, optionalTime(st.SnapshotRefusedAt)
 					}
+					if st.SvidRenewalFailingSince != nil {
+						doc["svid_renewal_failing_since"], doc["svid_renewal_error"] = optionalTime(st.SvidRenewalFailingSince), st.SvidRenewalError
+					}
 					if st.CatchingUp {
 						doc["catching_up"] = true
 					}
@@ -102,6 +105,10 @@ named under "not shown" ("not_visible" in -o json, where the lists are [] when e
 						left = fmt.Sprintf("EXPIRED %s ago: no new SVID came (with SPIRE, check the agent)", roughly(time.Since(at)))
 					}
 					fmt.Fprintf(tw, "identity\t%s, expires %s (%s)\n", st.SvidId, stamp(at), left)
+				}
+				// Said before the SVID expires, while there is time to mend it (review AK, AK1).
+				if st.SvidRenewalFailingSince != nil {
+					fmt.Fprintf(tw, "identity\tNOT RENEWED since %s: %s\n", stamp(st.SvidRenewalFailingSince.AsTime()), st.SvidRenewalError)
 				}
 				if st.LastBackupAt != nil {
 					at := st.LastBackupAt.AsTime()

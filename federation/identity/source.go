@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Source gives a workload its own X.509-SVID and the bundles it knows.
@@ -29,42 +32,195 @@ type Source interface {
 // SPIFFE_ENDPOINT_SOCKET environment variable) and waits, until ctx ends, for the first SVID.
 // SPIRE rotates the SVID and bundles; the source follows. When the agent offers the caller
 // more than one SVID, want picks one by its ID; the zero ID takes the agent's default, the first.
-func NewWorkloadSource(ctx context.Context, addr string, want spiffeid.ID) (Source, error) {
-	var opts []workloadapi.X509SourceOption
+// log hears when the Workload API stops answering, once an outage, and when it answers again
+// (nil: slog.Default); the source's Renewal says the same (review AK, AK1).
+func NewWorkloadSource(ctx context.Context, addr string, want spiffeid.ID, log *slog.Logger) (Source, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	shown, _ := WorkloadSocket(addr)
+	w := &workloadWatch{log: log, shown: shown, want: want}
+	client := []workloadapi.ClientOption{workloadapi.WithLogger(watchLog{w})}
 	if addr != "" {
-		opts = append(opts, workloadapi.WithClientOptions(workloadapi.WithAddr(addr)))
+		client = append(client, workloadapi.WithAddr(addr))
 	}
-	var (
-		mu      sync.Mutex
-		offered []string // the IDs of the latest update, for the error below
-	)
-	if !want.IsZero() {
-		opts = append(opts, workloadapi.WithDefaultX509SVIDPicker(func(svids []*x509svid.SVID) *x509svid.SVID {
-			mu.Lock()
-			defer mu.Unlock()
-			offered = offered[:0]
-			var picked *x509svid.SVID
-			for _, s := range svids {
-				offered = append(offered, s.ID.String())
-				if s.ID == want {
-					picked = s
-				}
-			}
-			return picked
-		}))
-	}
-	src, err := workloadapi.NewX509Source(ctx, opts...)
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(client...), workloadapi.WithDefaultX509SVIDPicker(w.pick))
 	if err != nil {
-		return nil, workloadError(addr, err)
+		return nil, workloadError(addr, w.lastError(), err)
 	}
 	if _, err := src.GetX509SVID(); err != nil {
 		src.Close()
-		mu.Lock()
-		defer mu.Unlock()
 		return nil, fmt.Errorf("the workload API %s offers %s, not %s: pick one of those, or ask the SPIRE admin for an entry for %s",
-			addr, strings.Join(offered, ", "), want, want)
+			addr, strings.Join(w.offers(), ", "), want, want)
 	}
-	return src, nil
+	return &workloadSource{src, w}, nil
+}
+
+// workloadSource is the Workload API's X509Source, with what its watch met (Renewal).
+type workloadSource struct {
+	*workloadapi.X509Source
+	w *workloadWatch
+}
+
+// Renewal says since when the Workload API has not renewed the SVID (it does not answer, or no
+// longer offers the SVID's ID) and why; the zero time while it answers.
+func (s *workloadSource) Renewal() (since time.Time, why string) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return s.w.failingSince, s.w.why
+}
+
+// workloadWatch follows what the Workload API gives a source: each update it picks the SVID
+// from, and each failure of its watch, which go-spiffe logs and retries (watchLog).
+type workloadWatch struct {
+	log   *slog.Logger
+	shown string      // the address, as messages show it
+	want  spiffeid.ID // zero: the agent's default
+
+	mu           sync.Mutex
+	offered      []string       // the IDs of the latest update
+	last         *x509svid.SVID // the SVID picked last
+	failingSince time.Time      // zero while the API answers with the SVID
+	why          string         // why not, since failingSince
+	err          error          // the watch's last failure, for the error of a start that got none
+}
+
+// pick is the SVID of an update: the wanted one, or the agent's default. An update that no
+// longer holds the wanted ID (its entry deleted, while another entry still matches the process)
+// keeps the last SVID until it expires, as a watch that fails does: go-spiffe would serve none
+// at once, and every new handshake of the replica would fail without a word (review AK, AK3).
+func (w *workloadWatch) pick(svids []*x509svid.SVID) *x509svid.SVID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.offered = w.offered[:0]
+	var picked *x509svid.SVID
+	for _, s := range svids {
+		w.offered = append(w.offered, s.ID.String())
+		if picked == nil && (w.want.IsZero() || s.ID == w.want) {
+			picked = s
+		}
+	}
+	if picked != nil {
+		if !w.failingSince.IsZero() {
+			w.log.Info("the Workload API renews this replica's SVID again", "workload_api", w.shown, "id", picked.ID.String(),
+				"failed_for", time.Since(w.failingSince).Round(time.Second))
+		}
+		w.last, w.failingSince, w.why = picked, time.Time{}, ""
+		return picked
+	}
+	if w.last == nil {
+		return nil // at start: NewWorkloadSource says what it offers
+	}
+	why := fmt.Sprintf("the SPIRE agent no longer offers %s (it offers %s): check the SPIRE entries whose selectors match this process", w.want, orNone(w.offered))
+	w.failed(why, nil)
+	return w.last
+}
+
+// failed notes that the SVID is not renewed, for why (err, the watch's, when it failed), and says
+// so at the first failure of an outage: an SVID that is not renewed expires, and partners and
+// replicas refuse it then. The failures after it, which go-spiffe retries with a backoff, are
+// said at debug level. Called with mu held.
+func (w *workloadWatch) failed(why string, err error) {
+	if err != nil {
+		w.err = err
+	}
+	if !w.failingSince.IsZero() {
+		w.why = why
+		w.log.Debug("the Workload API still gives no SVID", "workload_api", w.shown, "why", why)
+		return
+	}
+	w.failingSince, w.why = time.Now(), why
+	args := []any{"workload_api", w.shown, "why", why}
+	if w.last != nil {
+		args = append(args, "id", w.last.ID.String(), "expires", w.last.Certificates[0].NotAfter)
+	}
+	w.log.Warn("the Workload API gives this replica no SVID now: the one it has is not renewed, and partners and replicas refuse it once it expires", args...)
+}
+
+// lastError is the watch's last failure, nil when it had none.
+func (w *workloadWatch) lastError() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// offers are the IDs of the latest update.
+func (w *workloadWatch) offers() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.offered)
+}
+
+func orNone(ids []string) string {
+	if len(ids) == 0 {
+		return "none"
+	}
+	return strings.Join(ids, ", ")
+}
+
+// watchLog is go-spiffe's logger for a source's Workload API client: a failed watch goes to the
+// source's workloadWatch, which says it once an outage; the rest is debug, or a warning as
+// go-spiffe rates it. go-spiffe's own default logs nothing, so an agent that stopped was heard
+// of only when the SVID expired, up to half its life later.
+type watchLog struct{ w *workloadWatch }
+
+func (l watchLog) Debugf(format string, args ...any) {
+	l.w.log.Debug(fmt.Sprintf(format, args...), "component", "workloadapi")
+}
+func (l watchLog) Infof(format string, args ...any) {
+	l.w.log.Debug(fmt.Sprintf(format, args...), "component", "workloadapi")
+}
+func (l watchLog) Warnf(format string, args ...any) {
+	l.w.log.Warn(fmt.Sprintf(format, args...), "component", "workloadapi")
+}
+
+func (l watchLog) Errorf(format string, args ...any) {
+	// go-spiffe v2.9.0: "Failed to watch the Workload API: %v", then it retries.
+	if err, ok := singleError(args); ok && strings.HasPrefix(format, "Failed to watch the Workload API") {
+		l.w.mu.Lock()
+		l.w.failed(workloadWhy(err), err)
+		l.w.mu.Unlock()
+		return
+	}
+	if strings.HasPrefix(format, "Canceling watch") {
+		l.Debugf(format, args...) // the source closing
+		return
+	}
+	l.Warnf(format, args...)
+}
+
+func singleError(args []any) (error, bool) {
+	if len(args) != 1 {
+		return nil, false
+	}
+	err, ok := args[0].(error)
+	return err, ok
+}
+
+// workloadWhy says what a failed watch of the Workload API means, and what to check.
+func workloadWhy(err error) string {
+	msg := err.Error()
+	switch {
+	case status.Code(err) == codes.PermissionDenied:
+		return "the SPIRE agent issues this process no identity (no entry's selectors match it, " + selfSelectors() + "): " + msg
+	case strings.Contains(msg, "connection refused"):
+		return "the socket is there, but no SPIRE agent answers on it: is the agent running? (" + msg + ")"
+	case strings.Contains(msg, "no such file or directory"):
+		return "no socket: is the SPIRE agent running, and is this its socket_path? (" + msg + ")"
+	}
+	return msg
+}
+
+// selfSelectors are what SPIRE's unix workload attestor sees of this process.
+func selfSelectors() string {
+	self := fmt.Sprintf("uid %d", os.Getuid())
+	if u, err := user.Current(); err == nil {
+		self += ", user " + u.Username
+	}
+	if exe, err := os.Executable(); err == nil {
+		self += ", path " + exe
+	}
+	return self
 }
 
 // WorkloadSocket is the Workload API address addr, or SPIFFE_ENDPOINT_SOCKET's when addr is
@@ -85,22 +241,19 @@ func WorkloadSocket(addr string) (shown, missing string) {
 }
 
 // workloadError says why no SVID came from the Workload API at addr, and what to check: no
-// socket there (the agent not running, or another socket_path), or an agent that gives this
-// process nothing (no entry whose selectors match it: the agent's log says "No identity issued",
-// with the process's selectors, which this names too).
-func workloadError(addr string, err error) error {
+// socket there (the agent not running, or another socket_path), a socket no agent answers on
+// (one a killed agent left), or an agent that gives this process nothing (no entry whose
+// selectors match it: the agent's log says "No identity issued", with the process's selectors,
+// which this names too). last is the watch's last failure, nil when it saw none.
+func workloadError(addr string, last, err error) error {
 	shown, missing := WorkloadSocket(addr)
 	if missing != "" {
 		return fmt.Errorf("workload API %s: no socket at %s: is the SPIRE agent running, and is this its socket_path? (%w)", shown, missing, err)
 	}
-	self := fmt.Sprintf("uid %d", os.Getuid())
-	if u, uerr := user.Current(); uerr == nil {
-		self += ", user " + u.Username
+	if last != nil && status.Code(last) != codes.PermissionDenied {
+		return fmt.Errorf("workload API %s gave this process no SVID in time: %s (%w)", shown, workloadWhy(last), err)
 	}
-	if exe, eerr := os.Executable(); eerr == nil {
-		self += ", path " + exe
-	}
-	return fmt.Errorf("workload API %s gave this process no SVID in time: register a SPIRE entry whose selectors match it (%s), or check the agent's log for \"No identity issued\" (%w)", shown, self, err)
+	return fmt.Errorf("workload API %s gave this process no SVID in time: register a SPIRE entry whose selectors match it (%s), or check the agent's log for \"No identity issued\" (%w)", shown, selfSelectors(), err)
 }
 
 // FileSource reads an SVID and its trust domain's bundle from files and reloads them when they

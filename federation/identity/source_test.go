@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
@@ -204,7 +207,7 @@ func TestWorkloadSource(t *testing.T) {
 	agent := identitytest.ServeWorkloadAPI(t, first, identitytest.Bundle(ca), identitytest.Bundle(fed))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	src, err := identity.NewWorkloadSource(ctx, agent.Addr, spiffeid.ID{})
+	src, err := identity.NewWorkloadSource(ctx, agent.Addr, spiffeid.ID{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +239,7 @@ func TestWorkloadSourcePicksByID(t *testing.T) {
 	open := func(want spiffeid.ID) (identity.Source, error) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
-		src, err := identity.NewWorkloadSource(ctx, agent.Addr, want)
+		src, err := identity.NewWorkloadSource(ctx, agent.Addr, want, nil)
 		if err == nil {
 			t.Cleanup(func() { src.Close() })
 		}
@@ -269,7 +272,7 @@ func TestWorkloadSourceSaysWhatToCheck(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := identity.NewWorkloadSource(ctx, "unix://"+filepath.Join(dir, "none.sock"), spiffeid.ID{})
+	_, err := identity.NewWorkloadSource(ctx, "unix://"+filepath.Join(dir, "none.sock"), spiffeid.ID{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "no socket at "+filepath.Join(dir, "none.sock")+": is the SPIRE agent running") {
 		t.Errorf("no socket: %v", err)
 	}
@@ -292,8 +295,123 @@ func TestWorkloadSourceSaysWhatToCheck(t *testing.T) {
 	}()
 	ctx, cancel = context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = identity.NewWorkloadSource(ctx, "unix://"+sock, spiffeid.ID{})
+	_, err = identity.NewWorkloadSource(ctx, "unix://"+sock, spiffeid.ID{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "gave this process no SVID in time: register a SPIRE entry whose selectors match it (uid "+strconv.Itoa(os.Getuid())) {
 		t.Errorf("a silent agent: %v", err)
+	}
+}
+
+// TestWorkloadSourceSaysWhenRenewalFails: when the agent stops giving the SVID (here its entry
+// deleted: PermissionDenied), the source says so at once, once for the outage however often
+// go-spiffe retries, keeps the SVID it has, and Renewal says since when and why; when the agent
+// gives it again, the source says so and Renewal is clear (review AK, AK1).
+func TestWorkloadSourceSaysWhenRenewalFails(t *testing.T) {
+	ca := identitytest.NewCA(t, orgTD)
+	first := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
+	agent := identitytest.ServeWorkloadAPI(t, first, identitytest.Bundle(ca))
+	logs := identitytest.NewLog()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	src, err := identity.NewWorkloadSource(ctx, agent.Addr, spiffeid.ID{}, logs.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	renewal := src.(interface{ Renewal() (time.Time, string) }).Renewal
+	if since, why := renewal(); !since.IsZero() {
+		t.Fatalf("a source the agent serves: renewal failing since %v: %s", since, why)
+	}
+
+	agent.Refuse(status.Error(codes.PermissionDenied, "no identity issued"))
+	// The first retry comes a second after the failure: its line is at debug level.
+	logs.Wait(t, 8*time.Second, "the Workload API still gives no SVID", nil)
+	if n := logs.Count("the Workload API gives this replica no SVID now: the one it has is not renewed, and partners and replicas refuse it once it expires",
+		func(e identitytest.Entry) bool { return e["level"] == "WARN" }); n != 1 {
+		t.Errorf("the outage is said %d times at WARN, want once:\n%s", n, logs.String())
+	}
+	if since, why := renewal(); since.IsZero() || !strings.Contains(why, "the SPIRE agent issues this process no identity") {
+		t.Errorf("renewal during the outage: since %v, %q", since, why)
+	}
+	if got := serialOf(t, src); got != first.Certificates[0].SerialNumber.String() {
+		t.Errorf("the source serves serial %s during the outage, want the SVID it had (%s)", got, first.Certificates[0].SerialNumber)
+	}
+
+	second := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
+	agent.Set(t, second, identitytest.Bundle(ca))
+	agent.Resume()
+	identitytest.Eventually(t, 8*time.Second, "the renewed SVID", func() bool {
+		return serialOf(t, src) == second.Certificates[0].SerialNumber.String()
+	})
+	if since, why := renewal(); !since.IsZero() || logs.Count("the Workload API renews this replica's SVID again", nil) != 1 {
+		t.Errorf("after the outage: renewal failing since %v (%q); log:\n%s", since, why, logs.String())
+	}
+}
+
+// TestWorkloadSourceKeepsItsIDWhenTheAgentDropsIt: a replica that picks its ID among several the
+// agent offers keeps its SVID when an update no longer offers that ID (its entry deleted, the
+// others still there), and says so, where go-spiffe would serve none at once; an update that
+// offers it again is taken (review AK, AK3).
+func TestWorkloadSourceKeepsItsIDWhenTheAgentDropsIt(t *testing.T) {
+	ca := identitytest.NewCA(t, orgTD)
+	r1 := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
+	r2 := identitytest.SVID(t, ca, "/node/r2", identity.SVIDOptions{})
+	agent := identitytest.ServeWorkloadAPI(t, r1, identitytest.Bundle(ca))
+	agent.AddSVID(t, r2)
+	logs := identitytest.NewLog()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	src, err := identity.NewWorkloadSource(ctx, agent.Addr, r2.ID, logs.Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	renewal := src.(interface{ Renewal() (time.Time, string) }).Renewal
+
+	agent.Set(t, r1, identitytest.Bundle(ca)) // r2's entry deleted
+	identitytest.Eventually(t, 5*time.Second, "the source hears that r2 is no longer offered", func() bool {
+		since, _ := renewal()
+		return !since.IsZero()
+	})
+	if got, err := src.GetX509SVID(); err != nil || got.ID != r2.ID || got.Certificates[0].SerialNumber.Cmp(r2.Certificates[0].SerialNumber) != 0 {
+		t.Fatalf("after r2's entry went: %v (%v), want r2's SVID still", got, err)
+	}
+	if _, why := renewal(); !strings.Contains(why, "the SPIRE agent no longer offers "+r2.ID.String()+" (it offers "+r1.ID.String()+")") {
+		t.Errorf("why: %q", why)
+	}
+	if logs.Count("the Workload API gives this replica no SVID now: the one it has is not renewed, and partners and replicas refuse it once it expires",
+		func(e identitytest.Entry) bool { return e["level"] == "WARN" && e.Str("id") == r2.ID.String() }) != 1 {
+		t.Errorf("the loss is not logged once as a warning:\n%s", logs.String())
+	}
+
+	again := identitytest.SVID(t, ca, "/node/r2", identity.SVIDOptions{})
+	agent.AddSVID(t, again)
+	identitytest.Eventually(t, 5*time.Second, "r2's new SVID", func() bool {
+		return serialOf(t, src) == again.Certificates[0].SerialNumber.String()
+	})
+	if since, _ := renewal(); !since.IsZero() {
+		t.Errorf("renewal still failing since %v once r2 is offered again", since)
+	}
+}
+
+// TestWorkloadSourceNamesAnAgentThatIsNotThere: a socket file with no agent behind it (one a
+// killed agent left) is said as that, not as an entry to register (review AK, AK2).
+func TestWorkloadSourceNamesAnAgentThatIsNotThere(t *testing.T) {
+	dir, err := os.MkdirTemp("", "kpwl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = identity.NewWorkloadSource(ctx, "unix://"+sock, spiffeid.ID{}, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "the socket is there, but no SPIRE agent answers on it: is the agent running?") {
+		t.Errorf("a socket with no agent: %v", err)
 	}
 }

@@ -211,9 +211,27 @@ func (f *Forwarder) Invoke(ctx context.Context, method string, req, reply any) e
 		if !time.Now().Before(until) || !f.awaitLeader(ctx, conn, changed, until) {
 			// grpc's own error for a leader it cannot reach would read, at the caller, as if this
 			// replica could not be reached: say whose connection failed.
-			return status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s (%s): the group elects a new leader within seconds if it is gone; retry shortly", id, conn.Target(), status.Convert(err).Message())
+			msg := status.Convert(err).Message()
+			if handshakeRefused(msg) {
+				// No election mends this: Raft runs on connections opened before, and the leader
+				// stays (review AK, AK4).
+				return status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s: the TLS handshake failed (%s): this replica's SVID or the leader's has expired or is not trusted; check each replica's status (its identity line) and the SPIRE agent", id, conn.Target(), msg)
+			}
+			return status.Errorf(codes.Unavailable, "this replica is not the leader and cannot reach leader %s at %s (%s): the group elects a new leader within seconds if it is gone; retry shortly", id, conn.Target(), msg)
 		}
 	}
+}
+
+// handshakeRefused reports whether grpc's message of a failed connection says that the TLS
+// handshake failed over a certificate: one side's SVID expired, missing, or of a CA the other
+// does not trust.
+func handshakeRefused(msg string) bool {
+	for _, s := range []string{"authentication handshake failed", "remote error: tls:", "x509", "missing X509-SVID"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // awaitChange waits, up to until and while ctx lasts, for changed to close, and reports whether

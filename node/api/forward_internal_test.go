@@ -1,14 +1,20 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"net"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/knooppunt/knooppunt/federation/identity"
 	"github.com/knooppunt/knooppunt/federation/identity/identitytest"
@@ -89,5 +95,50 @@ func TestForwardOutcome(t *testing.T) {
 		if got := forwardOutcome("r1", false, broken, nil, moved); status.Code(got) != codes.Unavailable {
 			t.Errorf("a strong read whose connection broke (another leads: %v): %v, want UNAVAILABLE", moved, got)
 		}
+	}
+}
+
+// TestHandshakeRefused: the forwarder tells a leader it cannot reach because a TLS handshake
+// failed over a certificate (a replica's SVID expired, or of a CA the other does not trust), for
+// which no election comes, from one that is gone; both messages here are grpc's own, of a real
+// handshake and a real refused dial (review AK, AK4).
+func TestHandshakeRefused(t *testing.T) {
+	ca := identitytest.NewCA(t, "a.crisis.test")
+	other := identitytest.NewCA(t, "a.crisis.test")
+	leader := identitytest.NewSource(identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{}), identitytest.Bundle(ca))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(identity.ServerCredentials(leader, leader, slog.New(slog.DiscardHandler))))
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	// A follower whose SVID is of a CA the leader does not trust.
+	follower := identitytest.NewSource(identitytest.SVID(t, other, "/node/r2", identity.SVIDOptions{}), identitytest.Bundle(ca))
+	call := func(addr string) string {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(identity.ClientCredentials(follower, follower, identity.AuthorizeReplica(ca.TrustDomain))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		err = conn.Invoke(ctx, "/knooppunt.v1.RecordService/Put", &emptypb.Empty{}, &emptypb.Empty{})
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("a call to %s: %v, want UNAVAILABLE", addr, err)
+		}
+		return status.Convert(err).Message()
+	}
+	if msg := call(lis.Addr().String()); !handshakeRefused(msg) {
+		t.Errorf("a refused certificate is not told as one: %q", msg)
+	}
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := gone.Addr().String()
+	gone.Close()
+	if msg := call(addr); handshakeRefused(msg) {
+		t.Errorf("a leader that is gone is told as a refused certificate: %q", msg)
 	}
 }

@@ -31,8 +31,23 @@ type WorkloadAPI struct {
 
 	mu      sync.Mutex
 	resp    *workload.X509SVIDResponse
+	refuse  error // set: every X.509-SVID stream ends with it, as an agent's does
 	changed chan struct{}
 }
+
+// Refuse ends every X.509-SVID stream with err, and the ones opened after it too, until Resume:
+// as an agent does whose entry for the caller was deleted (PermissionDenied, "no identity
+// issued").
+func (w *WorkloadAPI) Refuse(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.refuse = err
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// Resume serves the X.509-SVID streams again, after Refuse.
+func (w *WorkloadAPI) Resume() { w.Refuse(nil) }
 
 // ServeWorkloadAPI starts a fake Workload API that hands out svid, bundle (of the SVID's trust
 // domain) and the federated bundles. It stops when the test ends.
@@ -120,8 +135,11 @@ func (w *WorkloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.Ser
 	}
 	for {
 		w.mu.Lock()
-		resp, changed := w.resp, w.changed
+		resp, changed, refuse := w.resp, w.changed, w.refuse
 		w.mu.Unlock()
+		if refuse != nil {
+			return refuse
+		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}

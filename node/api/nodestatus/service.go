@@ -29,6 +29,9 @@ type Config struct {
 	Logger             *slog.Logger
 	// SVID, when set, gives the ID and expiry of the SVID the replica serves with.
 	SVID func() (string, time.Time)
+	// Renewal, when set, says since when the SPIRE Workload API has not renewed that SVID, and
+	// why; the zero time while it does (and for an SVID from files).
+	Renewal func() (time.Time, string)
 	// Replica is this replica's id in its Raft group.
 	Replica string
 	// ConfigState, when set, says why the config file does not load and since when ("" when it
@@ -112,6 +115,11 @@ func (s *Service) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRe
 	if s.c.SVID != nil {
 		if id, notAfter := s.c.SVID(); id != "" {
 			resp.SvidId, resp.SvidExpiresAt = id, timestamppb.New(notAfter)
+		}
+	}
+	if s.c.Renewal != nil {
+		if since, why := s.c.Renewal(); !since.IsZero() {
+			resp.SvidRenewalFailingSince, resp.SvidRenewalError = timestamppb.New(since), why
 		}
 	}
 	return resp, nil

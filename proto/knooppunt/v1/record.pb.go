@@ -2253,6 +2253,11 @@ type StatusResponse struct {
 	// Unset for a node of its local socket alone.
 	SvidId        string                 `protobuf:"bytes,14,opt,name=svid_id,json=svidId" json:"svid_id,omitempty"`
 	SvidExpiresAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=svid_expires_at,json=svidExpiresAt" json:"svid_expires_at,omitempty"`
+	// svid_renewal_failing_since and svid_renewal_error say, of an SVID from the SPIRE Workload
+	// API, since when the API has not renewed it (it does not answer, or no longer offers this
+	// replica's ID) and why; unset while it answers, and for an SVID from files.
+	SvidRenewalFailingSince *timestamppb.Timestamp `protobuf:"bytes,29,opt,name=svid_renewal_failing_since,json=svidRenewalFailingSince" json:"svid_renewal_failing_since,omitempty"`
+	SvidRenewalError        string                 `protobuf:"bytes,30,opt,name=svid_renewal_error,json=svidRenewalError" json:"svid_renewal_error,omitempty"`
 	// voters is how many replicas of the Raft group vote; unreachable, on the leader, names those
 	// it cannot reach, each as ID (last answered TIME, or never in this term): a majority of
 	// voters must stay reachable for writes.
@@ -2428,6 +2433,20 @@ func (x *StatusResponse) GetSvidExpiresAt() *timestamppb.Timestamp {
 		return x.SvidExpiresAt
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetSvidRenewalFailingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SvidRenewalFailingSince
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetSvidRenewalError() string {
+	if x != nil {
+		return x.SvidRenewalError
+	}
+	return ""
 }
 
 func (x *StatusResponse) GetVoters() int32 {
@@ -2682,7 +2701,7 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"K\n" +
 	"\x12BackupKeptResponse\x125\n" +
 	"\btaken_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\"\x0f\n" +
-	"\rStatusRequest\"\xf7\b\n" +
+	"\rStatusRequest\"\xfe\t\n" +
 	"\x0eStatusResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x12\x10\n" +
 	"\x03org\x18\x02 \x01(\tR\x03org\x12\x18\n" +
@@ -2701,7 +2720,9 @@ const file_knooppunt_v1_record_proto_rawDesc = "" +
 	"\x0elast_backup_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\flastBackupAt\x12&\n" +
 	"\x0fdisk_free_bytes\x18\r \x01(\x03R\rdiskFreeBytes\x12\x17\n" +
 	"\asvid_id\x18\x0e \x01(\tR\x06svidId\x12B\n" +
-	"\x0fsvid_expires_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rsvidExpiresAt\x12\x16\n" +
+	"\x0fsvid_expires_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rsvidExpiresAt\x12W\n" +
+	"\x1asvid_renewal_failing_since\x18\x1d \x01(\v2\x1a.google.protobuf.TimestampR\x17svidRenewalFailingSince\x12,\n" +
+	"\x12svid_renewal_error\x18\x1e \x01(\tR\x10svidRenewalError\x12\x16\n" +
 	"\x06voters\x18\x10 \x01(\x05R\x06voters\x12 \n" +
 	"\vunreachable\x18\x11 \x03(\tR\vunreachable\x12\x1d\n" +
 	"\n" +
@@ -2847,47 +2868,48 @@ var file_knooppunt_v1_record_proto_depIdxs = []int32{
 	35, // 30: knooppunt.v1.StatusResponse.started_at:type_name -> google.protobuf.Timestamp
 	35, // 31: knooppunt.v1.StatusResponse.last_backup_at:type_name -> google.protobuf.Timestamp
 	35, // 32: knooppunt.v1.StatusResponse.svid_expires_at:type_name -> google.protobuf.Timestamp
-	35, // 33: knooppunt.v1.StatusResponse.leader_seen_at:type_name -> google.protobuf.Timestamp
-	35, // 34: knooppunt.v1.StatusResponse.raft_log_error_at:type_name -> google.protobuf.Timestamp
-	35, // 35: knooppunt.v1.StatusResponse.config_broken_at:type_name -> google.protobuf.Timestamp
-	35, // 36: knooppunt.v1.StatusResponse.snapshot_refused_at:type_name -> google.protobuf.Timestamp
-	4,  // 37: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
-	6,  // 38: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
-	9,  // 39: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
-	13, // 40: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
-	10, // 41: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
-	15, // 42: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
-	16, // 43: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
-	18, // 44: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
-	20, // 45: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
-	20, // 46: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
-	23, // 47: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
-	26, // 48: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
-	27, // 49: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
-	28, // 50: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
-	30, // 51: knooppunt.v1.ClusterService.BackupKept:input_type -> knooppunt.v1.BackupKeptRequest
-	32, // 52: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
-	5,  // 53: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
-	8,  // 54: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
-	3,  // 55: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
-	14, // 56: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
-	12, // 57: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
-	5,  // 58: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
-	17, // 59: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
-	19, // 60: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
-	21, // 61: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
-	21, // 62: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
-	25, // 63: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 64: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
-	25, // 65: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
-	29, // 66: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
-	31, // 67: knooppunt.v1.ClusterService.BackupKept:output_type -> knooppunt.v1.BackupKeptResponse
-	33, // 68: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
-	53, // [53:69] is the sub-list for method output_type
-	37, // [37:53] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	35, // 33: knooppunt.v1.StatusResponse.svid_renewal_failing_since:type_name -> google.protobuf.Timestamp
+	35, // 34: knooppunt.v1.StatusResponse.leader_seen_at:type_name -> google.protobuf.Timestamp
+	35, // 35: knooppunt.v1.StatusResponse.raft_log_error_at:type_name -> google.protobuf.Timestamp
+	35, // 36: knooppunt.v1.StatusResponse.config_broken_at:type_name -> google.protobuf.Timestamp
+	35, // 37: knooppunt.v1.StatusResponse.snapshot_refused_at:type_name -> google.protobuf.Timestamp
+	4,  // 38: knooppunt.v1.RecordService.Put:input_type -> knooppunt.v1.PutRequest
+	6,  // 39: knooppunt.v1.RecordService.PutBatch:input_type -> knooppunt.v1.PutBatchRequest
+	9,  // 40: knooppunt.v1.RecordService.Get:input_type -> knooppunt.v1.GetRequest
+	13, // 41: knooppunt.v1.RecordService.List:input_type -> knooppunt.v1.ListRequest
+	10, // 42: knooppunt.v1.RecordService.Versions:input_type -> knooppunt.v1.VersionsRequest
+	15, // 43: knooppunt.v1.RecordService.Delete:input_type -> knooppunt.v1.DeleteRequest
+	16, // 44: knooppunt.v1.RecordService.Watch:input_type -> knooppunt.v1.WatchRequest
+	18, // 45: knooppunt.v1.ExerciseService.List:input_type -> knooppunt.v1.ListExercisesRequest
+	20, // 46: knooppunt.v1.ExerciseService.Start:input_type -> knooppunt.v1.ExerciseStepRequest
+	20, // 47: knooppunt.v1.ExerciseService.Close:input_type -> knooppunt.v1.ExerciseStepRequest
+	23, // 48: knooppunt.v1.ClusterService.Status:input_type -> knooppunt.v1.ClusterStatusRequest
+	26, // 49: knooppunt.v1.ClusterService.Join:input_type -> knooppunt.v1.JoinRequest
+	27, // 50: knooppunt.v1.ClusterService.Remove:input_type -> knooppunt.v1.RemoveRequest
+	28, // 51: knooppunt.v1.ClusterService.Backup:input_type -> knooppunt.v1.BackupRequest
+	30, // 52: knooppunt.v1.ClusterService.BackupKept:input_type -> knooppunt.v1.BackupKeptRequest
+	32, // 53: knooppunt.v1.StatusService.Status:input_type -> knooppunt.v1.StatusRequest
+	5,  // 54: knooppunt.v1.RecordService.Put:output_type -> knooppunt.v1.PutResponse
+	8,  // 55: knooppunt.v1.RecordService.PutBatch:output_type -> knooppunt.v1.PutBatchResponse
+	3,  // 56: knooppunt.v1.RecordService.Get:output_type -> knooppunt.v1.Record
+	14, // 57: knooppunt.v1.RecordService.List:output_type -> knooppunt.v1.ListResponse
+	12, // 58: knooppunt.v1.RecordService.Versions:output_type -> knooppunt.v1.VersionsResponse
+	5,  // 59: knooppunt.v1.RecordService.Delete:output_type -> knooppunt.v1.PutResponse
+	17, // 60: knooppunt.v1.RecordService.Watch:output_type -> knooppunt.v1.Change
+	19, // 61: knooppunt.v1.ExerciseService.List:output_type -> knooppunt.v1.ListExercisesResponse
+	21, // 62: knooppunt.v1.ExerciseService.Start:output_type -> knooppunt.v1.ExerciseInfo
+	21, // 63: knooppunt.v1.ExerciseService.Close:output_type -> knooppunt.v1.ExerciseInfo
+	25, // 64: knooppunt.v1.ClusterService.Status:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 65: knooppunt.v1.ClusterService.Join:output_type -> knooppunt.v1.ClusterStatusResponse
+	25, // 66: knooppunt.v1.ClusterService.Remove:output_type -> knooppunt.v1.ClusterStatusResponse
+	29, // 67: knooppunt.v1.ClusterService.Backup:output_type -> knooppunt.v1.BackupChunk
+	31, // 68: knooppunt.v1.ClusterService.BackupKept:output_type -> knooppunt.v1.BackupKeptResponse
+	33, // 69: knooppunt.v1.StatusService.Status:output_type -> knooppunt.v1.StatusResponse
+	54, // [54:70] is the sub-list for method output_type
+	38, // [38:54] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_knooppunt_v1_record_proto_init() }
