@@ -30,6 +30,9 @@ type adminView struct {
 	// backup, the disk, and the policies waiting for an officer. Each *Warn says it needs care.
 	SVID, SVIDExpires, LastBackup, Disk string
 	SVIDWarn, BackupWarn, DiskWarn      bool
+	// SVIDNotRenewed says since when the SPIRE Workload API has not renewed the SVID, and why
+	// (svid_renewal_failing_since): said before the SVID ends (review AK, AK1).
+	SVIDNotRenewed string
 	// Waiting is how many policies wait for approval; -1 when they could not be counted.
 	Waiting int
 }
@@ -98,6 +101,9 @@ func (s *Server) admin(w http.ResponseWriter, r *request) {
 	if st.SvidExpiresAt != nil {
 		exp := st.SvidExpiresAt.AsTime()
 		v.SVIDExpires, v.SVIDWarn = local(exp).Format("2006-01-02 15:04 MST"), exp.Sub(now) < svidWarnWithin
+	}
+	if st.SvidRenewalFailingSince != nil {
+		v.SVIDNotRenewed = r.L.T("admin.svid_not_renewed", local(st.SvidRenewalFailingSince.AsTime()).Format("2006-01-02 15:04 MST"), st.SvidRenewalError)
 	}
 	if st.LastBackupAt != nil {
 		v.LastBackup = local(st.LastBackupAt.AsTime()).Format("2006-01-02 15:04 MST")

@@ -1432,3 +1432,57 @@ func TestSearchTitle(t *testing.T) {
 		t.Errorf("the English picture's title: %q", got)
 	}
 }
+
+// adminConn stands for the node's services as the admin page asks them: StatusService gives
+// status, the other three nothing.
+type adminConn struct{ status *pb.StatusResponse }
+
+func (c adminConn) Invoke(_ context.Context, method string, _, reply any, _ ...grpc.CallOption) error {
+	switch method {
+	case "/knooppunt.v1.StatusService/Status":
+		proto.Merge(reply.(proto.Message), c.status)
+	case "/knooppunt.v1.ClusterService/Status", "/knooppunt.v1.PolicyService/List", "/knooppunt.v1.PeerService/List":
+	default:
+		return status.Error(codes.Unimplemented, method)
+	}
+	return nil
+}
+
+func (c adminConn) NewStream(_ context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, method)
+}
+
+// TestAdminSaysTheSVIDIsNotRenewed: the node's page for its administrator says, beside the SVID
+// and its end, since when the SPIRE agent has not renewed it and why, long before it ends; and
+// nothing of it while the agent renews it (review AK, AK1).
+func TestAdminSaysTheSVIDIsNotRenewed(t *testing.T) {
+	since := time.Date(2026, 12, 7, 20, 35, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		st    *pb.StatusResponse
+		wants bool
+	}{
+		{"renewed", &pb.StatusResponse{SvidId: "spiffe://a.crisis.test/node/r1", SvidExpiresAt: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))}, false},
+		{"not renewed", &pb.StatusResponse{SvidId: "spiffe://a.crisis.test/node/r1", SvidExpiresAt: timestamppb.New(time.Now().Add(30 * 24 * time.Hour)),
+			SvidRenewalFailingSince: timestamppb.New(since), SvidRenewalError: "the SPIRE agent issues this process no identity"}, true},
+	} {
+		s, err := New(Config{UI: config.UI{Listen: "127.0.0.1:8080", SessionTTL: time.Hour,
+			OIDC: config.OIDC{Issuer: "https://login.a.example", ClientID: "k", Claim: "preferred_username"}},
+			Org: "a.crisis.test", Name: "a", Conn: adminConn{tc.st}, Logger: slog.New(slog.DiscardHandler),
+			Resolve: func(id spiffeid.ID) (api.Caller, error) {
+				return api.Caller{ID: id, Roles: []api.Role{api.Admin}}, nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := s.sessions.create(&session{Person: spiffeid.RequireFromString("spiffe://a.crisis.test/user/olga"), Name: "olga", AuthTime: time.Now(), Expires: time.Now().Add(time.Hour)})
+		r := httptest.NewRequest("GET", "/beheer", nil)
+		r.AddCookie(&http.Cookie{Name: s.sessionCookie(), Value: id})
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, r)
+		want := `id="svid-niet-vernieuwd">niet vernieuwd sinds ` + local(since).Format("2006-01-02 15:04 MST") + `: the SPIRE agent issues this process no identity</span>`
+		if body := w.Body.String(); w.Code != http.StatusOK || strings.Contains(body, want) != tc.wants || strings.Contains(body, "svid-niet-vernieuwd") != tc.wants {
+			t.Errorf("%s: %d; want the page to say it is not renewed: %v\n%s", tc.name, w.Code, tc.wants, body)
+		}
+	}
+}
