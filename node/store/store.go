@@ -1203,6 +1203,8 @@ type slogWriter struct {
 	// repeats holds, by message and peer, when the line was last logged and how often it came
 	// since.
 	repeats map[string]*repeat
+	// handshakes are the refusals the Raft port's TLS config has logged itself, when set.
+	handshakes *handshakeRefusals
 }
 
 type repeat struct {
@@ -1223,6 +1225,15 @@ var peerFailure = regexp.MustCompile(`^(failed to (?:heartbeat to|appendEntries 
 // majority) logs at each of its elections, once or twice a second: logged once a repeatEvery,
 // at their own level, as a peer's failure is.
 var electionAgain = regexp.MustCompile(`^(Election timeout reached, restarting election|entering candidate state)\b`)
+
+// decodeFailed matches raft-net's line of an incoming connection it could not read: the error.
+// The TLS handshake of an accepted connection is made at its first read, so a refused one is
+// said here, at every attempt, as an ERROR (review AK, AK5).
+var decodeFailed = regexp.MustCompile(`^raft-net: failed to decode incoming command: error=(?:"((?:[^"\\]|\\.)*)"|(\S+))$`)
+
+// tlsFailure matches an error of a TLS handshake: one the other side refused ("remote error: tls:
+// bad certificate") or this side did.
+var tlsFailure = regexp.MustCompile(`^(remote error: )?tls: |x509`)
 
 func newSlogWriter(log *slog.Logger) slogWriter {
 	return slogWriter{log: log, now: time.Now, mu: new(sync.Mutex), repeats: map[string]*repeat{}}
@@ -1254,6 +1265,14 @@ func (w slogWriter) Write(p []byte) (int, error) {
 		// every restart would page whoever alerts on them (review AH, AH3).
 		level = slog.LevelDebug
 	}
+	if strings.HasSuffix(line, `use of closed network connection"`) {
+		// A connection this replica closed: the transport closes one whose certificate ended or
+		// no longer verifies, and says so (review AK, AK6); Raft then makes a new one.
+		level = slog.LevelDebug
+	}
+	if m := decodeFailed.FindStringSubmatch(line); m != nil && level >= slog.LevelWarn && w.decodeFailed(line, m[1]+m[2]) {
+		return len(p), nil
+	}
 	if m := peerFailure.FindStringSubmatch(line); m != nil && level >= slog.LevelWarn {
 		w.throttled(m[1]+" "+m[2], slog.LevelWarn, line)
 		return len(p), nil
@@ -1264,6 +1283,26 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	}
 	w.log.Log(context.Background(), level, line, "component", "raft")
 	return len(p), nil
+}
+
+// decodeFailed logs raft-net's line of an incoming connection it could not read, whose error is
+// reason (as hclog escaped it), when it is a TLS handshake's, and reports whether it did. A
+// handshake the TLS config refused and logged itself ("handshake refused", with the caller) is
+// logged at debug level; any other is said to be a TLS failure, once a repeatEvery.
+func (w slogWriter) decodeFailed(line, reason string) bool {
+	reason = strings.ReplaceAll(reason, `\"`, `"`)
+	switch m := tlsFailure.FindStringSubmatch(reason); {
+	case w.handshakes != nil && w.handshakes.take(reason):
+		w.log.Log(context.Background(), slog.LevelDebug, line, "component", "raft")
+	case m != nil && m[1] != "":
+		w.throttled("tls refused by the other side", slog.LevelWarn, fmt.Sprintf("raft-net: a replica that connected refused this "+
+			"replica's certificate in the TLS handshake: it has ended, or that replica's bundle no longer holds its CA: error=%q", reason))
+	case m != nil:
+		w.throttled("tls refused", slog.LevelWarn, fmt.Sprintf("raft-net: refused an incoming connection in the TLS handshake: error=%q", reason))
+	default:
+		return false
+	}
+	return true
 }
 
 // throttled logs line, which repeats under key, at level once a repeatEvery, with how often it
