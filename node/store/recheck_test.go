@@ -188,12 +188,13 @@ func TestRaftConnectionsClosedWhenTheirCAIsDropped(t *testing.T) {
 	}
 }
 
-// TestRaftConnectionsClosedAsTheirSVIDEnds: the connections with a replica are closed as soon as
-// the SVID it made them with has ended, not at the next recheckEvery, and at information level:
-// under SPIRE that is routine, about once an hour, and the replica dials again with its renewed
-// SVID. They stayed in use (review AK, AK6).
-func TestRaftConnectionsClosedAsTheirSVIDEnds(t *testing.T) {
-	setRecheckEvery(t, time.Hour)
+// TestRaftConnectionsStayOpenAsTheirSVIDEnds: a connection made with an SVID that has since
+// ended is left open, and serves on: the replica behind it is the same, and under SPIRE every
+// SVID ends within the hour while Raft keeps its connections, so closing them as they end would
+// fail a heartbeat or a pipelined append each time. Only a chain that no longer verifies for
+// another reason closes it (TestRaftConnectionsClosedWhenTheirCAIsDropped).
+func TestRaftConnectionsStayOpenAsTheirSVIDEnds(t *testing.T) {
+	setRecheckEvery(t, 100*time.Millisecond)
 	ca := identitytest.NewCA(t, recheckTD)
 	bundle := identitytest.Bundle(ca)
 	// The second in which it is made counts in full, so it lives for 2 to 3 s.
@@ -201,89 +202,19 @@ func TestRaftConnectionsClosedAsTheirSVIDEnds(t *testing.T) {
 	r1 := newRecheckReplica(t, identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{}), bundle)
 	r2 := newRecheckReplica(t, short, bundle)
 	connect(t, r1, r2)
-	ends := short.Certificates[0].NotAfter
 
-	time.Sleep(time.Until(ends) - 300*time.Millisecond)
+	time.Sleep(time.Until(short.Certificates[0].NotAfter) + 5*recheckEvery)
 	if n := r1.open(); n != 2 {
-		t.Fatalf("r1 has %d connections open before r2's SVID ends, want 2", n)
+		t.Fatalf("r1 has %d connections open after r2's SVID ended, want the 2 it had", n)
 	}
-	identitytest.Eventually(t, time.Until(ends)+time.Second, "r1 closes both connections with r2", func() bool { return r1.open() == 0 })
-	const ended = "raft: closed a connection with another replica: the certificate it was made with has ended"
-	identitytest.Eventually(t, 5*time.Second, "two lines", func() bool { return r1.log.Count(ended, nil) == 2 })
-	for _, e := range r1.log.Entries() {
-		if e.Str("msg") == ended && (e.Str("level") != "INFO" || e.Str("peer") != r2.svid.ID.String() || !strings.Contains(e.Str("reason"), "expired")) {
-			t.Errorf("logged %v, want information naming %s and the expiry", e, r2.svid.ID)
+	for _, c := range [][2]*recheckReplica{{r1, r2}, {r2, r1}} {
+		if err := c[0].send(c[1]); err != nil {
+			t.Errorf("%s to %s on the connection made before r2's SVID ended: %v", c[0].svid.ID, c[1].svid.ID, err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
-	if loud := above(r1.log, slog.LevelWarn); len(loud) > 0 {
-		t.Errorf("logged at WARN and above: %v", loud)
+	if loud := above(r1.log, slog.LevelInfo); len(loud) > 0 {
+		t.Errorf("logged at INFO and above: %v", loud)
 	}
-}
-
-// TestRaftConnectionsMadeAgainAhead: replicas whose SVIDs are renewed, as under SPIRE, go on
-// without a failed request: a dialled connection is made again at its next request shortly
-// before its own certificate or the other side's ends, before the other side closes it. Closed
-// as they end, the leader's next heartbeat on each failed, and it said that the replica does not
-// answer, about once an hour.
-func TestRaftConnectionsMadeAgainAhead(t *testing.T) {
-	setRecheckEvery(t, time.Hour)
-	was := renewAhead
-	renewAhead = 500 * time.Millisecond
-	t.Cleanup(func() { renewAhead = was })
-	for _, renewed := range []string{"r1", "r2"} {
-		t.Run(renewed+" renewed", func(t *testing.T) {
-			ca := identitytest.NewCA(t, recheckTD)
-			bundle := identitytest.Bundle(ca)
-			mint := func(path string, ttl time.Duration) *x509svid.SVID {
-				return identitytest.SVID(t, ca, path, identity.SVIDOptions{NotBefore: time.Now(), TTL: ttl})
-			}
-			sources := map[string]*identitytest.Source{}
-			for _, id := range []string{"r1", "r2"} {
-				ttl := time.Hour
-				if id == renewed {
-					ttl = 3 * time.Second
-				}
-				sources[id] = identitytest.NewSource(mint("/node/"+id, ttl), bundle)
-			}
-			r1 := newRecheckReplica(t, mustSVID(t, sources["r1"]), sources["r1"], sources["r1"])
-			r2 := newRecheckReplica(t, mustSVID(t, sources["r2"]), sources["r2"], sources["r2"])
-			renewing := sources[renewed]
-			// Renewed about every 0.8 s, as SPIRE renews an SVID at half its life: a connection made
-			// again is made with one that has more than 2*renewAhead left.
-			failed := 0
-			for i, start := 0, time.Now(); time.Since(start) < 5*time.Second; i++ {
-				if i%15 == 0 {
-					renewing.Set(mint("/node/"+renewed, 3*time.Second))
-				}
-				if err := r1.send(r2); err != nil {
-					failed++
-					t.Logf("send: %v", err)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if failed > 0 {
-				t.Errorf("%d requests failed across the renewals of %s's SVID", failed, renewed)
-			}
-			for _, r := range []*recheckReplica{r1, r2} {
-				for _, e := range r.log.Entries() {
-					if lv := e.Str("level"); lv != "DEBUG" {
-						t.Errorf("%s logged %s %s %s", r.svid.ID, lv, e.Str("msg"), e.Str("reason"))
-					}
-				}
-			}
-		})
-	}
-}
-
-// mustSVID is the SVID src gives now.
-func mustSVID(t *testing.T, src *identitytest.Source) *x509svid.SVID {
-	t.Helper()
-	svid, err := src.GetX509SVID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return svid
 }
 
 // TestSlogWriterRefusedHandshakes: raft-net says again that it could not read a connection whose

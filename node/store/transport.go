@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -28,9 +27,8 @@ type Transport struct {
 // TLSTransport carries Raft between the replicas of one node over mutual TLS. serverTLS and
 // clientTLS must both admit only the node's own replicas (spiffe://TD/node/*): Raft messages are
 // trusted as they are, so the TLS configs are the only gate. Their VerifyPeerCertificate is run
-// again on each open connection every recheckEvery and as the other side's certificate ends
-// (recheck), and serverTLS's is expected to log the handshakes it refuses, as
-// identity.ServerTLSFor does.
+// again on each open connection every recheckEvery (recheck), and serverTLS's is expected to log
+// the handshakes it refuses, as identity.ServerTLSFor does.
 func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log *slog.Logger) (*Transport, error) {
 	lis, err := net.Listen("tcp", bind)
 	if err != nil {
@@ -52,8 +50,7 @@ func TLSTransport(bind, advertise string, serverTLS, clientTLS *tls.Config, log 
 	}
 	refused := &handshakeRefusals{reasons: map[string]int{}}
 	layer := &tlsStreamLayer{Listener: tls.NewListener(lis, refused.noting(serverTLS)), client: clientTLS, server: serverTLS,
-		dialTLS: telling(clientTLS), advertise: adv, log: log, recheckEvery: recheckEvery, renewAhead: renewAhead,
-		conns: map[*trackedConn]struct{}{}}
+		advertise: adv, log: log, recheckEvery: recheckEvery, conns: map[*trackedConn]struct{}{}}
 	w := newSlogWriter(log)
 	w.handshakes = refused
 	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -88,12 +85,10 @@ type tlsStreamLayer struct {
 	// client and server are the TLS configs the connections are made with, as given: the
 	// server's verifier, not the one that notes refusals (handshakeRefusals.noting).
 	client, server *tls.Config
-	// dialTLS is client that tells Dial the end of the certificate it presented (ownCert).
-	dialTLS   *tls.Config
-	advertise net.Addr
-	log       *slog.Logger
-	// recheckEvery and renewAhead are those of when the transport was made.
-	recheckEvery, renewAhead time.Duration
+	advertise      net.Addr
+	log            *slog.Logger
+	// recheckEvery is that of when the transport was made.
+	recheckEvery time.Duration
 
 	cut   atomic.Bool
 	mu    sync.Mutex
@@ -114,8 +109,7 @@ func (l *tlsStreamLayer) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		tc := &trackedConn{layer: l}
-		tc.conn.Store(c.(*tls.Conn))
+		tc := &trackedConn{Conn: c.(*tls.Conn), layer: l}
 		if !l.track(tc) {
 			tc.Close()
 		}
@@ -124,60 +118,22 @@ func (l *tlsStreamLayer) Accept() (net.Conn, error) {
 }
 
 func (l *tlsStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, own, err := l.dial(addr, timeout)
+	if l.cut.Load() {
+		return nil, errIsolated
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: l.client}
+	c, err := d.Dial("tcp", string(addr))
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{layer: l, addr: addr}
-	tc.conn.Store(c)
+	tc := &trackedConn{Conn: c.(*tls.Conn), layer: l, dialled: true}
 	tc.armed.Store(true)
 	if !l.track(tc) {
 		tc.Close()
 	} else {
-		tc.arm(c, own)
+		tc.arm()
 	}
 	return tc, nil
-}
-
-// ownCert is, in the context of a dial's handshake, where dialTLS puts the end of the
-// certificate it presented.
-type ownCert struct{}
-
-// dial connects to addr and completes the TLS handshake. own is when the certificate this replica
-// presented in it ends, if dialTLS could tell.
-func (l *tlsStreamLayer) dial(addr raft.ServerAddress, timeout time.Duration) (_ *tls.Conn, own time.Time, _ error) {
-	if l.cut.Load() {
-		return nil, time.Time{}, errIsolated
-	}
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: l.dialTLS}
-	c, err := d.DialContext(context.WithValue(context.Background(), ownCert{}, &own), "tcp", string(addr))
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	return c.(*tls.Conn), own, nil
-}
-
-// telling is cfg that tells a dial (ownCert) when the certificate it presents ends.
-func telling(cfg *tls.Config) *tls.Config {
-	if cfg == nil || cfg.GetClientCertificate == nil {
-		return cfg
-	}
-	cfg = cfg.Clone()
-	get := cfg.GetClientCertificate
-	cfg.GetClientCertificate = func(info *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		cert, err := get(info)
-		if own, ok := info.Context().Value(ownCert{}).(*time.Time); ok && err == nil && cert != nil && len(cert.Certificate) > 0 {
-			leaf := cert.Leaf
-			if leaf == nil {
-				leaf, _ = x509.ParseCertificate(cert.Certificate[0])
-			}
-			if leaf != nil {
-				*own = leaf.NotAfter
-			}
-		}
-		return cert, err
-	}
-	return cfg
 }
 
 // track makes c closable by Isolate, and reports whether it may stay open: while the replica is
@@ -187,12 +143,6 @@ func (l *tlsStreamLayer) track(c *trackedConn) bool {
 	defer l.mu.Unlock()
 	l.conns[c] = struct{}{}
 	return !l.cut.Load()
-}
-
-func (l *tlsStreamLayer) untrack(c *trackedConn) {
-	l.mu.Lock()
-	delete(l.conns, c)
-	l.mu.Unlock()
 }
 
 func (l *tlsStreamLayer) isolate(on bool) {
@@ -210,104 +160,54 @@ func (l *tlsStreamLayer) isolate(on bool) {
 	}
 }
 
-// recheckEvery is how often the certificate of an open Raft connection is verified again, besides
-// just after it ends. The handshake verified it once, against the bundle of that moment, and
-// Raft keeps its connections for as long as both replicas run: without this, a replica whose CA
-// was dropped from the bundle (its key stolen) or whose SVID expired went on being heard on them
-// (review AK, AK6). It is a variable so that tests can shorten it; a transport keeps the value it
-// was made with.
+// recheckEvery is how often the certificate chain of an open Raft connection is verified again.
+// The handshake verified it once, against the bundle of that moment, and Raft keeps its
+// connections for as long as both replicas run: without this, a replica whose CA was dropped
+// from the bundle (its key stolen) went on being heard on them (review AK, AK6). It is a
+// variable so that tests can shorten it; a transport keeps the value it was made with.
 var recheckEvery = 30 * time.Second
 
-// renewAhead is how long before the first of its two certificates ends that a dialled connection
-// is replaced by a new one, at its next request; a variable so that tests can shorten it, as
-// recheckEvery. Under SPIRE an SVID lives an hour and is renewed at half its life, while Raft
-// keeps a connection for as long as both replicas run: closed only as a certificate ends, each
-// connection would fail a heartbeat about once an hour, and the leader say that the replica does
-// not answer.
-var renewAhead = 30 * time.Second
-
-// endedAfter is how long after a certificate's end its connection is verified again: x509 counts
-// the last second as valid, and a timer may fire a little early by the wall clock.
-const endedAfter = 100 * time.Millisecond
-
-// trackedConn is a Raft connection that Isolate can close, and that is closed once the
-// certificate the other replica made it with no longer verifies. A dialled one is made again at
-// its next request after that, or shortly before either side's certificate ends (renewAhead).
+// trackedConn is a Raft connection that Isolate can close, and that is closed once the chain the
+// other replica made it with no longer verifies against the bundle, for any reason but its end
+// in time.
+//
+// An SVID that ends on an open connection leaves it open: the replica behind it is the same, with
+// the same key, and under SPIRE every SVID ends within the hour while Raft keeps its connections
+// for good: closing them as they end would fail a heartbeat or a pipelined append each time. A
+// replica whose SVID was not renewed is refused at its next handshake, and its status, log and
+// metrics say so (knooppunt_svid_expiry_timestamp_seconds).
 type trackedConn struct {
+	*tls.Conn
 	layer *tlsStreamLayer
-	// addr is where a dialled connection was dialled, to dial it again; "" for an accepted one.
-	addr raft.ServerAddress
-	conn atomic.Pointer[tls.Conn]
-	once sync.Once
-
-	// armed is set once the checks of an accepted connection started, or were found not to
-	// apply (a failed handshake).
+	// dialled is set on a connection this replica made; an accepted one is checked with the
+	// server's authorizer too.
+	dialled bool
+	once    sync.Once
+	// armed is set once the checks started, or were found not to apply (a failed handshake).
 	armed atomic.Bool
-	// redial has a dialled connection dialled again at its next request (SetDeadline).
-	redial atomic.Bool
-	// refused is why dialling again failed: reads and writes return it.
-	refused atomic.Pointer[error]
 
 	mu     sync.Mutex
 	closed bool
-	// down is set when recheck closed conn, a dialled connection that Raft still holds.
-	down  bool
-	timer *time.Timer
-	peer  peerCerts
-}
-
-// peerCerts is what the checks of a connection know of the certificates it was made with.
-type peerCerts struct {
-	// raw is the other side's chain as it presented it, leaf first; id its leaf's SPIFFE ID.
-	raw [][]byte
-	id  string
-	// ends is when the first certificate of the chain ends.
-	ends time.Time
-	// renewAt is when a dialled connection is to be made again, ahead of the end of either
-	// side's certificate; zero when there is too little time left for that.
-	renewAt time.Time
+	timer  *time.Timer
+	raw    [][]byte // the other side's chain as it presented it, leaf first
+	id     string   // its leaf's SPIFFE ID, for the log
 }
 
 // Read is the connection's Read; the first one, on an accepted connection, completes the TLS
-// handshake, after which the checks of the other side's certificate start.
+// handshake, after which the checks of the other side's chain start.
 func (c *trackedConn) Read(p []byte) (int, error) {
-	if err := c.refused.Load(); err != nil {
-		return 0, *err
-	}
-	tc := c.conn.Load()
-	n, err := tc.Read(p)
+	n, err := c.Conn.Read(p)
 	if !c.armed.Load() && c.armed.CompareAndSwap(false, true) {
-		c.arm(tc, time.Time{})
+		c.arm()
 	}
 	return n, err
 }
 
-func (c *trackedConn) Write(p []byte) (int, error) {
-	if err := c.refused.Load(); err != nil {
-		return 0, *err
-	}
-	return c.conn.Load().Write(p)
-}
-
-func (c *trackedConn) LocalAddr() net.Addr                { return c.conn.Load().LocalAddr() }
-func (c *trackedConn) RemoteAddr() net.Addr               { return c.conn.Load().RemoteAddr() }
-func (c *trackedConn) SetReadDeadline(t time.Time) error  { return c.conn.Load().SetReadDeadline(t) }
-func (c *trackedConn) SetWriteDeadline(t time.Time) error { return c.conn.Load().SetWriteDeadline(t) }
-
-// SetDeadline is where a dialled connection is made again, when due: hashicorp/raft (v1.8.0)
-// sets a deadline at the start of each request that waits for its answer, on a connection from
-// its pool, with nothing else under way on it. A pipelined connection is never made again: it
-// is closed, and Raft makes a new one.
-func (c *trackedConn) SetDeadline(t time.Time) error {
-	if c.addr != "" && !t.IsZero() && c.redial.Load() {
-		c.dialAgain(t)
-	}
-	return c.conn.Load().SetDeadline(t)
-}
-
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
-		c.layer.untrack(c)
+		c.layer.mu.Lock()
+		delete(c.layer.conns, c)
+		c.layer.mu.Unlock()
 		c.mu.Lock()
 		c.closed = true
 		if c.timer != nil {
@@ -315,144 +215,64 @@ func (c *trackedConn) Close() error {
 		}
 		c.mu.Unlock()
 	})
-	return c.conn.Load().Close()
+	return c.Conn.Close()
 }
 
-// dialAgain replaces a dialled connection with a new one, made with the certificates both sides
-// hold now, before deadline. When that fails, the old one is kept while it is open, and
-// otherwise the connection fails with why.
-func (c *trackedConn) dialAgain(deadline time.Time) {
-	c.redial.Store(false)
-	tc, own, err := c.layer.dial(c.addr, time.Until(deadline))
-	c.mu.Lock()
-	if err != nil || c.closed {
-		down := c.down
-		c.mu.Unlock()
-		if err == nil {
-			tc.Close()
-		} else if down {
-			c.refused.Store(&err)
-			c.Close()
-		}
-		return
-	}
-	old := c.conn.Swap(tc)
-	c.down = false
-	// Tracked again under c.mu, so that a Close or recheck in between cannot leave it tracked
-	// when closed, or untracked when open.
-	open := c.layer.track(c)
-	c.mu.Unlock()
-	old.Close()
-	if open {
-		c.arm(tc, own)
-	} else {
-		c.Close()
-	}
-}
-
-// arm starts the checks of tc, whose handshake has completed: one timer per connection, at the
-// next recheckEvery, the end of the other side's chain or renewAt, whichever is first. own is
-// when the certificate this side presented ends, if known.
-func (c *trackedConn) arm(tc *tls.Conn, own time.Time) {
-	st := tc.ConnectionState()
+// arm starts the checks of the connection, whose handshake has completed: one timer, every
+// recheckEvery.
+func (c *trackedConn) arm() {
+	st := c.ConnectionState()
 	if !st.HandshakeComplete || len(st.PeerCertificates) == 0 {
 		return
 	}
-	p := peerCerts{raw: make([][]byte, len(st.PeerCertificates)), ends: st.PeerCertificates[0].NotAfter, id: svidOf(st.PeerCertificates[0])}
+	raw := make([][]byte, len(st.PeerCertificates))
 	for i, cert := range st.PeerCertificates {
-		p.raw[i] = cert.Raw
-		if cert.NotAfter.Before(p.ends) {
-			p.ends = cert.NotAfter
-		}
-	}
-	if c.addr != "" {
-		first := p.ends
-		if !own.IsZero() && own.Before(first) {
-			first = own
-		}
-		// Too close to the end, it was made with certificates that were not renewed: it is
-		// closed as they end, and made again then.
-		if ahead := c.layer.renewAhead; time.Until(first) > 2*ahead {
-			p.renewAt = first.Add(-ahead)
-		}
+		raw[i] = cert.Raw
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || c.conn.Load() != tc {
+	if c.closed {
 		return
 	}
-	c.peer = p
-	if c.timer == nil {
-		c.timer = time.AfterFunc(c.next(), c.recheck)
-	} else {
-		c.timer.Reset(c.next())
-	}
+	c.raw, c.id = raw, svidOf(st.PeerCertificates[0])
+	c.timer = time.AfterFunc(c.layer.recheckEvery, c.recheck)
 }
 
-// next is how long until the connection's next check.
-func (c *trackedConn) next() time.Duration {
-	d := c.layer.recheckEvery
-	if left := time.Until(c.peer.ends); left >= 0 && left < d {
-		d = left + endedAfter
-	}
-	if left := time.Until(c.peer.renewAt); !c.peer.renewAt.IsZero() && left >= 0 && left < d {
-		d = left
-	}
-	return d
-}
-
-// recheck verifies the other side's certificate chain again, as the handshake did, and closes
-// the connection if it no longer verifies. The replica dials again, and so goes on when it has a
-// current SVID of a CA the bundle holds; when it has none, that handshake is refused and logged.
+// recheck verifies the other side's chain again, as the handshake did, and closes the connection
+// when it no longer verifies for a reason other than its end in time (see trackedConn). Raft
+// dials again, and that handshake is refused and logged as any other.
 //
 // A dialled connection is verified with the client's verifier. An accepted one is too, and then
-// with the server's, which adds the server's own authorizer (authorizeRaft: a replica of the
-// group now) but logs a refusal as a refused handshake: the client's first, so that the usual
-// reasons, a CA no longer in the bundle or an SVID that ended, are logged once, here.
+// with the server's, which adds the server's own authorizer (a replica of the group now) but
+// logs a refusal as a refused handshake: the client's first, so that the usual reason, a CA no
+// longer in the bundle, is logged once, here.
 func (c *trackedConn) recheck() {
+	err := verifyWith(c.layer.client, c.raw)
+	if err == nil && !c.dialled {
+		err = verifyWith(c.layer.server, c.raw)
+	}
 	c.mu.Lock()
-	tc, p := c.conn.Load(), c.peer
-	if c.closed || c.down {
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if err == nil || endedOnly(err) {
+		c.timer.Reset(c.layer.recheckEvery)
 		c.mu.Unlock()
 		return
 	}
 	c.mu.Unlock()
-	if !p.renewAt.IsZero() && !time.Now().Before(p.renewAt) {
-		c.redial.Store(true)
-	}
-	err := verifyWith(c.layer.client, p.raw)
-	if err == nil && c.addr == "" {
-		err = verifyWith(c.layer.server, p.raw)
-	}
-	c.mu.Lock()
-	if c.closed || c.conn.Load() != tc {
-		c.mu.Unlock()
-		return
-	}
-	if err == nil {
-		c.timer.Reset(c.next())
-		c.mu.Unlock()
-		return
-	}
-	if c.addr != "" {
-		// Raft holds it in its pool: its next request dials again.
-		c.down = true
-		c.redial.Store(true)
-		c.layer.untrack(c)
-	}
-	c.mu.Unlock()
-	attrs := []any{"component", "raft", "peer", p.id, "addr", tc.RemoteAddr().String(), "reason", err.Error()}
-	if time.Now().After(p.ends) {
-		// An SVID that ended is renewed as a rule; the replica connects again with the new one.
-		c.layer.log.Info("raft: closed a connection with another replica: the certificate it was made with has ended", attrs...)
-	} else {
-		c.layer.log.Warn("raft: closed a connection with another replica: its certificate no longer verifies", attrs...)
-	}
-	if c.addr != "" {
-		tc.Close()
-		return
-	}
+	c.layer.log.Warn("raft: closed a connection with another replica: its certificate no longer verifies", "component", "raft",
+		"peer", c.id, "addr", c.RemoteAddr().String(), "reason", err.Error())
 	c.Close()
+}
+
+// endedOnly reports whether err, a verifier's, is of a chain that has ended in time (or is not
+// valid yet) and would verify otherwise: x509 says so first when a certificate's time is wrong,
+// before it looks for the chain's CA.
+func endedOnly(err error) bool {
+	var inv x509.CertificateInvalidError
+	return errors.As(err, &inv) && inv.Reason == x509.Expired
 }
 
 // verifyWith runs cfg's VerifyPeerCertificate on raw, a chain as a peer presented it; nil when
