@@ -100,6 +100,10 @@ func TestUnknownFlagOffersTheNearest(t *testing.T) {
 		{[]string{"record", "list", "--crisi", "x"}, "unknown flag: --crisi: did you mean --crisis?"},
 		{[]string{"status", "--nod", "x"}, "unknown flag: --nod: did you mean --node?"},
 		{[]string{"record", "list", "--zzzzzz", "1"}, "unknown flag: --zzzzzz"},
+		// A command's argument before the flag is no command to name (its group's refusal of a
+		// mistyped command does not apply to it).
+		{[]string{"record", "get", "abc", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"peer", "show", "ncc", "--nod", "x"}, "unknown flag: --nod: did you mean --node?"},
 	} {
 		root := newRootCmd()
 		root.SetArgs(c.args)

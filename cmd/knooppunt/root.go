@@ -164,8 +164,11 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 		// A mistyped command with flags (`record lst --crisis x`) stops at the first flag, which
 		// the group does not have: the word before it is what to mend, not the flag (review AL,
 		// AL1). The flags the group does take are read before it, so a word seen there is one.
+		// Its commands inherit this: on one of them (`record get ID --bogus`) a word before the
+		// flag is an argument.
+		group := c
 		c.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-			if words := cmd.Flags().Args(); len(words) > 0 {
+			if words := cmd.Flags().Args(); cmd == group && len(words) > 0 {
 				return unknownSubcommand(cmd, words[0])
 			}
 			return refuseFlags(cmd, err)

@@ -101,7 +101,7 @@ func (w *workloadWatch) pick(svids []*x509svid.SVID) *x509svid.SVID {
 		}
 	}
 	if picked != nil {
-		if !w.failingSince.IsZero() {
+		if !w.failingSince.IsZero() && w.last != nil {
 			w.log.Info("the Workload API renews this replica's SVID again", "workload_api", w.shown, "id", picked.ID.String(),
 				"failed_for", time.Since(w.failingSince).Round(time.Second))
 		}
@@ -130,11 +130,13 @@ func (w *workloadWatch) failed(why string, err error) {
 		return
 	}
 	w.failingSince, w.why = time.Now(), why
-	args := []any{"workload_api", w.shown, "why", why}
-	if w.last != nil {
-		args = append(args, "id", w.last.ID.String(), "expires", w.last.Certificates[0].NotAfter)
+	if w.last == nil {
+		// At start, before the first SVID: the wait for it says how long it waits.
+		w.log.Warn("the Workload API gives this process no SVID yet", "workload_api", w.shown, "why", why)
+		return
 	}
-	w.log.Warn("the Workload API gives this replica no SVID now: the one it has is not renewed, and partners and replicas refuse it once it expires", args...)
+	w.log.Warn("the Workload API gives this replica no SVID now: the one it has is not renewed, and partners and replicas refuse it once it expires",
+		"workload_api", w.shown, "why", why, "id", w.last.ID.String(), "expires", w.last.Certificates[0].NotAfter)
 }
 
 // lastError is the watch's last failure, nil when it had none.
