@@ -38,7 +38,11 @@ func newInvitation(t *testing.T, ca *identity.DevCA) invite.Invitation {
 
 func sign(t *testing.T, inv invite.Invitation, ca *identity.DevCA) []byte {
 	t.Helper()
-	svid := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{NotBefore: t0.Add(-time.Minute), TTL: time.Hour})
+	// From t0, when the invitations say they were issued: the CAs begin a minute before they are
+	// made, so never after it. A minute before t0 preceded a CA made more than a second after t0
+	// (in whole seconds), which is not valid then, and a test that checks the chain at the SVID's
+	// start failed on a busy machine.
+	svid := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{NotBefore: t0, TTL: time.Hour})
 	file, err := invite.Sign(inv, svid)
 	if err != nil {
 		t.Fatal(err)
