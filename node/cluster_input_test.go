@@ -24,7 +24,9 @@ import (
 // and the audit log stays readable; what a follower does send (the audit entry of a backup taken
 // on it) still goes through (review AF, AF3).
 func TestClusterReplicaApplyTakesOnlyWhatFollowersSend(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{})
+	// The follower must stay one: on a loaded machine a leader of the default 200 ms stepped down
+	// a second after the start, and the follower the test took then led.
+	c := clustertest.Start(t, clustertest.Options{ElectionTimeout: time.Second})
 	leader := c.Leader(t, 10*time.Second, c.Replicas...)
 	follower := others(c, leader)[0]
 	src := identitytest.NewSource(identitytest.SVID(t, c.CA, "/node/"+follower.ID, identity.SVIDOptions{}), identitytest.Bundle(c.CA))
