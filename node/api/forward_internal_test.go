@@ -101,11 +101,14 @@ func TestForwardOutcome(t *testing.T) {
 // TestHandshakeRefused: the forwarder tells a leader it cannot reach because a TLS handshake
 // failed over a certificate (a replica's SVID expired, or of a CA the other does not trust), for
 // which no election comes, from one that is gone; both messages here are grpc's own, of a real
-// handshake and a real refused dial (review AK, AK4).
+// handshake and a real refused dial (review AK, AK4). The follower is the one that refuses the
+// leader's certificate: refused by the leader instead, TLS 1.3 lets the follower's first write
+// fail with a broken pipe or its read with the leader's alert, by timing.
 func TestHandshakeRefused(t *testing.T) {
 	ca := identitytest.NewCA(t, "a.crisis.test")
 	other := identitytest.NewCA(t, "a.crisis.test")
-	leader := identitytest.NewSource(identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{}), identitytest.Bundle(ca))
+	// A leader whose SVID is of a CA the follower does not trust.
+	leader := identitytest.NewSource(identitytest.SVID(t, other, "/node/r1", identity.SVIDOptions{}), identitytest.Bundle(ca))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +116,7 @@ func TestHandshakeRefused(t *testing.T) {
 	srv := grpc.NewServer(grpc.Creds(identity.ServerCredentials(leader, leader, slog.New(slog.DiscardHandler))))
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	// A follower whose SVID is of a CA the leader does not trust.
-	follower := identitytest.NewSource(identitytest.SVID(t, other, "/node/r2", identity.SVIDOptions{}), identitytest.Bundle(ca))
+	follower := identitytest.NewSource(identitytest.SVID(t, ca, "/node/r2", identity.SVIDOptions{}), identitytest.Bundle(ca))
 	call := func(addr string) string {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(identity.ClientCredentials(follower, follower, identity.AuthorizeReplica(ca.TrustDomain))))
 		if err != nil {
