@@ -1349,18 +1349,11 @@ func (n *Node) watchSVID(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var serial string
-	said, none := false, false
+	said := false
 	for {
-		svid, err := n.ident.source.GetX509SVID()
-		switch {
-		case err != nil || len(svid.Certificates) == 0:
-			// A source that holds none serves every new handshake nothing (review AK, AK3).
-			if !none {
-				n.log.Error("this replica has no SVID: partners and the other replicas refuse its new connections", "err", err)
-				none = true
-			}
-		default:
-			none = false
+		// A source holds an SVID from its start on (a Workload API source keeps its last one
+		// when the agent stops offering it, identity.NewWorkloadSource); an error is its close.
+		if svid, err := n.ident.source.GetX509SVID(); err == nil && len(svid.Certificates) > 0 {
 			c := svid.Certificates[0]
 			if s := c.SerialNumber.String(); s != serial {
 				if serial != "" {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"strings"
 	"testing"
 
@@ -25,11 +24,7 @@ func TestMissingArgumentIsNamed(t *testing.T) {
 		{[]string{"record", "get", "a", "b"}, `"b": one argument too many: knooppunt record get ID`},
 		{[]string{"peer", "show", "a", "b", "c"}, `"b" "c": 2 arguments too many: knooppunt peer show NAME`},
 	} {
-		root := newRootCmd()
-		root.SetArgs(c.args)
-		root.SetOut(io.Discard)
-		root.SetErr(io.Discard)
-		if err := root.Execute(); err == nil || err.Error() != c.want {
+		if err := execute(c.args); err == nil || err.Error() != c.want {
 			t.Errorf("knooppunt %s: %v, want %q", strings.Join(c.args, " "), err, c.want)
 		}
 	}

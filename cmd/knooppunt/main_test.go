@@ -89,6 +89,15 @@ func callCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// execute runs the command line args, its output discarded, and returns its error.
+func execute(args []string) error {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	return root.Execute()
+}
+
 // TestUnknownFlagOffersTheNearest: a mistyped flag is refused with the command's flag it was
 // near, its own or one it inherits; one near none is refused alone (review AL, AL1).
 func TestUnknownFlagOffersTheNearest(t *testing.T) {
@@ -105,11 +114,7 @@ func TestUnknownFlagOffersTheNearest(t *testing.T) {
 		{[]string{"record", "get", "abc", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"peer", "show", "ncc", "--nod", "x"}, "unknown flag: --nod: did you mean --node?"},
 	} {
-		root := newRootCmd()
-		root.SetArgs(c.args)
-		root.SetOut(io.Discard)
-		root.SetErr(io.Discard)
-		if err := root.Execute(); err == nil || err.Error() != c.want {
+		if err := execute(c.args); err == nil || err.Error() != c.want {
 			t.Errorf("knooppunt %s: %v, want %q", strings.Join(c.args, " "), err, c.want)
 		}
 	}
@@ -123,35 +128,23 @@ func TestUnknownSubcommandFails(t *testing.T) {
 	// group does not have (review AL, AL1).
 	for _, args := range [][]string{{"exercise", "stop", "x"}, {"webhook", "retyr", "x"}, {"record", "lst"}, {"policy", "lint-all"},
 		{"record", "lst", "--crisis", "x"}, {"record", "lst", "-o", "json"}, {"peer", "lst", "--node", "unix:///x"}} {
-		root := newRootCmd()
-		root.SetArgs(args)
-		root.SetOut(io.Discard)
-		root.SetErr(io.Discard)
-		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), `unknown command "`+args[1]+`"`) {
+		if err := execute(args); err == nil || !strings.Contains(err.Error(), `unknown command "`+args[1]+`"`) {
 			t.Errorf("knooppunt %s: %v, want unknown command %q", strings.Join(args, " "), err, args[1])
 		}
 	}
 	// A typo is offered the command it was near, as at the top level (review Z, Z14).
 	for typed, want := range map[string]string{"lst": "list", "retyr": "retry"} {
-		root := newRootCmd()
 		group := map[string]string{"lst": "record", "retyr": "webhook"}[typed]
-		root.SetArgs([]string{group, typed})
-		root.SetOut(io.Discard)
-		root.SetErr(io.Discard)
-		if err := root.Execute(); err == nil || !regexp.MustCompile(`: did you mean (\w+ or )*`+want+`( or \w+)*\?$`).MatchString(err.Error()) {
+		if err := execute([]string{group, typed}); err == nil || !regexp.MustCompile(`: did you mean (\w+ or )*`+want+`( or \w+)*\?$`).MatchString(err.Error()) {
 			t.Errorf("knooppunt %s %s: %v, want it to offer %s", group, typed, err, want)
 		}
 	}
 	// A flag the group does not have, with no word before it, is refused as a flag.
-	root := newRootCmd()
-	root.SetArgs([]string{"record", "--crisis", "x"})
-	root.SetOut(io.Discard)
-	root.SetErr(io.Discard)
-	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "unknown flag: --crisis") {
+	if err := execute([]string{"record", "--crisis", "x"}); err == nil || !strings.Contains(err.Error(), "unknown flag: --crisis") {
 		t.Errorf("knooppunt record --crisis x: %v, want unknown flag: --crisis", err)
 	}
 	var out strings.Builder
-	root = newRootCmd()
+	root := newRootCmd()
 	root.SetArgs([]string{"exercise"})
 	root.SetOut(&out)
 	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "Available Commands") {

@@ -205,13 +205,7 @@ func TestWorkloadSource(t *testing.T) {
 	fed := identitytest.NewCA(t, "ncc.crisis.test")
 	first := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
 	agent := identitytest.ServeWorkloadAPI(t, first, identitytest.Bundle(ca), identitytest.Bundle(fed))
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	src, err := identity.NewWorkloadSource(ctx, agent.Addr, spiffeid.ID{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
+	src := openWorkloadSource(t, agent, spiffeid.ID{}, nil)
 	if got := serialOf(t, src); got != first.Certificates[0].SerialNumber.String() {
 		t.Fatalf("serial %s, want %s", got, first.Certificates[0].SerialNumber)
 	}
@@ -226,6 +220,20 @@ func TestWorkloadSource(t *testing.T) {
 	if _, err := src.GetX509BundleForTrustDomain(fed.TrustDomain); err == nil {
 		t.Error("a bundle no longer federated is still served")
 	}
+}
+
+// openWorkloadSource is the source of agent for want (zero: the agent's default), logging to
+// log; it is closed when the test ends.
+func openWorkloadSource(t *testing.T, agent *identitytest.WorkloadAPI, want spiffeid.ID, log *slog.Logger) identity.Source {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	src, err := identity.NewWorkloadSource(ctx, agent.Addr, want, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	return src
 }
 
 // TestWorkloadSourcePicksByID: when the agent offers a caller several SVIDs, the wanted ID picks
@@ -310,13 +318,7 @@ func TestWorkloadSourceSaysWhenRenewalFails(t *testing.T) {
 	first := identitytest.SVID(t, ca, "/node/r1", identity.SVIDOptions{})
 	agent := identitytest.ServeWorkloadAPI(t, first, identitytest.Bundle(ca))
 	logs := identitytest.NewLog()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	src, err := identity.NewWorkloadSource(ctx, agent.Addr, spiffeid.ID{}, logs.Logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
+	src := openWorkloadSource(t, agent, spiffeid.ID{}, logs.Logger)
 	renewal := src.(interface{ Renewal() (time.Time, string) }).Renewal
 	if since, why := renewal(); !since.IsZero() {
 		t.Fatalf("a source the agent serves: renewal failing since %v: %s", since, why)
@@ -358,13 +360,7 @@ func TestWorkloadSourceKeepsItsIDWhenTheAgentDropsIt(t *testing.T) {
 	agent := identitytest.ServeWorkloadAPI(t, r1, identitytest.Bundle(ca))
 	agent.AddSVID(t, r2)
 	logs := identitytest.NewLog()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	src, err := identity.NewWorkloadSource(ctx, agent.Addr, r2.ID, logs.Logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
+	src := openWorkloadSource(t, agent, r2.ID, logs.Logger)
 	renewal := src.(interface{ Renewal() (time.Time, string) }).Renewal
 
 	agent.Set(t, r1, identitytest.Bundle(ca)) // r2's entry deleted

@@ -1266,8 +1266,8 @@ func (w slogWriter) Write(p []byte) (int, error) {
 		level = slog.LevelDebug
 	}
 	if strings.HasSuffix(line, `use of closed network connection"`) {
-		// A connection this replica closed: the transport closes one whose certificate ended or
-		// no longer verifies, and says so (review AK, AK6); Raft then makes a new one.
+		// A connection this replica closed: the transport closes one whose certificate no
+		// longer verifies, and says so (review AK, AK6); Raft then makes a new one.
 		level = slog.LevelDebug
 	}
 	if m := decodeFailed.FindStringSubmatch(line); m != nil && level >= slog.LevelWarn && w.decodeFailed(line, m[1]+m[2]) {
