@@ -14,6 +14,7 @@ import (
 
 	"github.com/knooppunt/knooppunt/node/api"
 	"github.com/knooppunt/knooppunt/node/clustertest"
+	"github.com/knooppunt/knooppunt/node/store"
 	pb "github.com/knooppunt/knooppunt/proto/knooppunt/v1"
 )
 
@@ -128,6 +129,61 @@ func TestClusterRemoveCutOffIsAudited(t *testing.T) {
 		clustertest.Eventually(t, 15*time.Second, r.ID+"'s audit of the removal", func() (bool, string) {
 			got, err := groupChanges(t, r)
 			return err == nil && slices.Equal(got, []string{want}), fmt.Sprintf("%q (%v), want %q", got, err, want)
+		})
+	}
+}
+
+// TestDeposedLeaderFollowsTheReplicaItWasRemoving has a leader, cut off, propose the removal of
+// a follower and step down with it pending, and makes that follower the next leader. The deposed
+// leader's newest configuration no longer lists it; it must still take it in as its leader, which
+// overwrites the removal, when it is reconnected, and when it is restarted instead. It refused it,
+// as no replica of the group, and was cut off for good: one run in six of
+// TestClusterRemoveCutOffIsAudited.
+func TestDeposedLeaderFollowsTheReplicaItWasRemoving(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "reconnected", true: "restarted"}[restart], func(t *testing.T) {
+			c := clustertest.Start(t, clustertest.Options{ElectionTimeout: time.Second})
+			old := c.Leader(t, 15*time.Second, c.Replicas...)
+			victim, third := others(c, old)[0], others(c, old)[1]
+			old.Node.Store().Isolate(true)
+			removed := make(chan error, 1)
+			go func() {
+				_, err := pb.NewClusterServiceClient(old.Local(t)).Remove(clustertest.Call(t), &pb.RemoveRequest{Id: victim.ID})
+				removed <- err
+			}()
+			clustertest.Eventually(t, 15*time.Second, old.ID+" stepping down with the removal pending", func() (bool, string) {
+				servers, err := old.Node.Store().Servers()
+				pending := err == nil && !slices.ContainsFunc(servers, func(s store.Server) bool { return s.ID == victim.ID })
+				return pending && !old.Node.Store().IsLeader(), fmt.Sprintf("leads: %v, servers: %v (%v)", old.Node.Store().IsLeader(), servers, err)
+			})
+			if !old.Node.Store().InGroup(victim.ID) {
+				t.Fatalf("%s: %s is not in the group while its removal is pending, not committed", old.ID, victim.ID)
+			}
+			// The lead goes to the victim: the third hands it on, and the only voter it reaches
+			// is the victim.
+			clustertest.Eventually(t, 30*time.Second, victim.ID+" leading", func() (bool, string) {
+				if l := c.Leader(t, 15*time.Second, victim, third); l == third {
+					return false, fmt.Sprintf("%s leads; hands the lead on: %v", third.ID, third.Node.Store().HandLead())
+				}
+				return true, ""
+			})
+			if err := <-removed; status.Code(err) != codes.Aborted {
+				t.Fatalf("remove of %s by a leader cut off from its group: %v, want ABORTED", victim.ID, err)
+			}
+			if restart {
+				old.Stop(t)
+				old.Start(t)
+			} else {
+				old.Node.Store().Isolate(false)
+			}
+			if l := c.Leader(t, 15*time.Second, c.Replicas...); l != victim {
+				t.Fatalf("%s leads, want %s", l.ID, victim.ID)
+			}
+			clustertest.Eventually(t, 15*time.Second, old.ID+"'s configuration with the removal overwritten", func() (bool, string) {
+				servers, err := old.Node.Store().Servers()
+				return err == nil && slices.ContainsFunc(servers, func(s store.Server) bool { return s.ID == victim.ID }), fmt.Sprintf("%v (%v)", servers, err)
+			})
+			c.Converged(t, 15*time.Second, c.Replicas...)
 		})
 	}
 }

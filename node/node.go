@@ -325,7 +325,7 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 	if n.forward != nil {
 		n.forward.Store = n.store
 	}
-	if member := n.inGroup(n.store, cfg.ReplicaID); sc.Bootstrap || member {
+	if member := n.store.InGroup(cfg.ReplicaID); sc.Bootstrap || member {
 		// A replica waiting to be joined (raft.bootstrap: false, and not in the group's
 		// configuration) has no leader until an admin adds it. Any other waits a little for its
 		// group, so that its first reads are of what the group holds; one whose group has lost
@@ -1463,21 +1463,15 @@ func (n *Node) close() error {
 	return errors.Join(errs...)
 }
 
-// isReplica reports whether a replica id is a voter or non-voter of the node's Raft group now.
+// isReplica reports whether a replica id is a voter or non-voter of the node's Raft group now,
+// or of its last committed configuration (store.InGroup).
 func (n *Node) isReplica(id string) bool {
-	return n.inGroup(n.store, id)
-}
-
-func (n *Node) inGroup(s *store.Store, id string) bool {
-	servers, err := s.Servers()
-	if err != nil {
-		return false
-	}
-	return slices.ContainsFunc(servers, func(s store.Server) bool { return s.ID == id })
+	return n.store.InGroup(id)
 }
 
 // authorizeRaft admits to the Raft transport only the replicas of the group: a node SVID of the
-// org whose id is a voter or non-voter now. Raft trusts its messages as they are, so any other
+// org whose id is a voter or non-voter (store.InGroup: of the newest configuration, or of the
+// committed one while a change is pending). Raft trusts its messages as they are, so any other
 // node SVID the org's CA issued must not reach it. Before the group has a configuration (the
 // store is opening, or the replica waits to be joined), the ids in raft.servers of the config
 // stand in for it, so that a new replica accepts the leader that adds it.
@@ -1490,7 +1484,7 @@ func (n *Node) authorizeRaft(td spiffeid.TrustDomain) tlsconfig.Authorizer {
 		rid := strings.TrimPrefix(id.Path(), "/node/")
 		if s := n.opened.Load(); s != nil {
 			if servers, err := s.Servers(); err == nil && len(servers) > 0 {
-				if n.inGroup(s, rid) {
+				if s.InGroup(rid) {
 					return nil
 				}
 				return fmt.Errorf("%s is not a replica of this node's Raft group", id)

@@ -39,6 +39,18 @@ type fsm struct {
 	// refused is the last snapshot of the leader that this replica failed to restore, while no
 	// restore succeeded since (see Store.SnapshotRefused); nil otherwise.
 	refused atomic.Pointer[refusal]
+	// committed is the newest configuration of the group this replica knows to be committed: a
+	// snapshot's, or one Raft applied since (ApplyBatch); nil before it knows one. See
+	// Store.InGroup.
+	committed atomic.Pointer[groupConfig]
+	// snaps are the snapshots a restore reads from.
+	snaps raft.SnapshotStore
+}
+
+// groupConfig is a configuration of the Raft group and the index of the log entry that made it.
+type groupConfig struct {
+	index   uint64
+	servers []raft.Server
 }
 
 // refusal is a failed restore of a snapshot: why, and since when restores fail.
@@ -99,7 +111,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 // writes goes to the database as one transaction: under many writers a group commits once for
 // dozens of entries instead of once an entry, which is most of what a small write costs. Every
 // other command is applied on its own, in order. Entries other than commands (a configuration
-// change) have no response.
+// change, which becomes the committed one) have no response.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if f.refused.Load() != nil {
 		// Entries come again (a leader that holds them in its log): the replica moves on.
@@ -108,6 +120,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	cmds := make([]*pb.Command, len(logs))
 	for i, l := range logs {
+		if l.Type == raft.LogConfiguration {
+			f.commitConfig(l.Index, raft.DecodeConfiguration(l.Data))
+		}
 		if l.Type != raft.LogCommand {
 			continue
 		}
@@ -318,7 +333,23 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.refused.Store(nil)
 	f.settleAtDB()
+	// Raft restores the newest snapshot, whether a leader sent it or a backup is restored, and
+	// takes its configuration as committed.
+	if list, err := f.snaps.List(); err == nil && len(list) > 0 {
+		f.commitConfig(list[0].ConfigurationIndex, list[0].Configuration)
+	}
 	return nil
+}
+
+// commitConfig takes c, made at index, as the committed configuration, unless a newer one is.
+func (f *fsm) commitConfig(index uint64, c raft.Configuration) {
+	next := &groupConfig{index: index, servers: c.Servers}
+	for {
+		old := f.committed.Load()
+		if old != nil && old.index > index || f.committed.CompareAndSwap(old, next) {
+			return
+		}
+	}
 }
 
 // markSettled moves settled to index, never back: a replica that starts again has raft replay entries

@@ -314,8 +314,17 @@ func Open(cfg Config) (*Store, error) {
 	}
 
 	erase := newEraser()
-	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note, stop: cfg.Stop}
+	machine := &fsm{db: cfg.DB, log: cfg.Logger, erased: erase.note, stop: cfg.Stop, snaps: snaps}
 	machine.settleAtDB()
+	committed, err := committedAtStart(logs, snaps)
+	if err != nil {
+		if cu != nil {
+			cu.Close()
+		}
+		logs.Close()
+		return nil, err
+	}
+	machine.committed.Store(committed)
 	// The leader reads back the entry before a follower's next one at every message to it, an
 	// idle group every CommitTimeout; raft-wal would read it from the segment file, with a fresh
 	// buffer, however large (about 300 KB after a 1000-record batch). The newest entries stay in

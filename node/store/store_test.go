@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/mattn/go-sqlite3"
 	"google.golang.org/protobuf/proto"
@@ -660,8 +661,25 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	if _, err := dst.Apply(9, []*db.Write{rec("other", `{}`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&fsm{db: dst, log: quiet}).Restore(io.NopCloser(&sink.Buffer)); err != nil {
+	// Raft restores the newest snapshot of its store, and takes its configuration as committed.
+	snaps, err := openSnapshots(t.TempDir(), hclog.NewNullLogger(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("a")
+	stored, err := snaps.Create(raft.SnapshotVersionMax, 4, 1, raft.Configuration{Servers: []raft.Server{{ID: "a", Address: "a"}, {ID: "b", Address: "b"}}}, 3, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stored.Close(); err != nil {
+		t.Fatal(err)
+	}
+	restoring := &fsm{db: dst, log: quiet, snaps: snaps}
+	if err := restoring.Restore(io.NopCloser(&sink.Buffer)); err != nil {
 		t.Fatalf("Restore: %v", err)
+	}
+	if c := restoring.committed.Load(); c == nil || c.index != 3 || len(c.servers) != 2 || c.servers[1].ID != "b" {
+		t.Fatalf("committed configuration after Restore: %+v, want the snapshot's (a, b at 3)", c)
 	}
 	if idx := appliedIndex(t, dst); idx != 4 {
 		t.Fatalf("applied index after Restore = %d, want the snapshot's 4", idx)
@@ -674,7 +692,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	}
 
 	// A damaged snapshot is refused and the live database stays.
-	if err := (&fsm{db: dst, log: quiet}).Restore(io.NopCloser(strings.NewReader("not a database"))); err == nil {
+	if err := (&fsm{db: dst, log: quiet, snaps: snaps}).Restore(io.NopCloser(strings.NewReader("not a database"))); err == nil {
 		t.Fatal("Restore of a damaged snapshot succeeded")
 	}
 	if _, err := dst.Get(ctx, "a"); err != nil {
