@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -50,11 +52,12 @@ func serverTLS(svid x509svid.Source, bundles x509bundle.Source, authorize tlscon
 	cfg := tlsconfig.MTLSServerConfig(svid, bundles, authorize)
 	cfg.MinVersion = tls.VersionTLS12
 	verify := cfg.VerifyPeerCertificate
+	said := newRefusalLog(log)
 	cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
 		err := verify(raw, chains)
 		if err != nil {
 			claimed := claimedID(raw)
-			log.Warn("handshake refused", "caller", claimed, "reason", err.Error())
+			said.note(claimed, err.Error())
 			if refused != nil {
 				refused(claimed, err.Error())
 			}
@@ -153,4 +156,73 @@ func claimedID(raw [][]byte) string {
 		return "(no SPIFFE ID)"
 	}
 	return id.String()
+}
+
+// refusalLog logs the handshakes a server refused, as "handshake refused" with the caller and
+// the reason: the first of a caller and reason as a warning, then once a refusalEvery with how
+// many came since (repeated), and at debug level in between. A replica removed from its group,
+// or one whose SVID has expired, dials again at every election or heartbeat, dozens of times a
+// minute for as long as it runs (review AM, AM2). Reasons that differ in their digits alone (the
+// time in an expiry) are one.
+type refusalLog struct {
+	log *slog.Logger
+	now func() time.Time
+	mu  sync.Mutex
+	// seen holds, by caller and reason, when the refusal was last logged as a warning and how
+	// many came since.
+	seen map[string]*refusalSeen
+}
+
+type refusalSeen struct {
+	logged time.Time
+	since  int
+}
+
+// refusalEvery is how often a refusal of one caller, for one reason, is logged as a warning.
+const refusalEvery = time.Minute
+
+// maxRefusalKeys bounds what a refusalLog holds: callers may claim any ID.
+const maxRefusalKeys = 1024
+
+func newRefusalLog(log *slog.Logger) *refusalLog {
+	return &refusalLog{log: log, now: time.Now, seen: map[string]*refusalSeen{}}
+}
+
+func (l *refusalLog) note(caller, reason string) {
+	key := caller + "\x00" + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, reason)
+	l.mu.Lock()
+	now := l.now()
+	s := l.seen[key]
+	if s != nil && now.Sub(s.logged) < refusalEvery {
+		s.since++
+		l.mu.Unlock()
+		l.log.Debug("handshake refused", "caller", caller, "reason", reason)
+		return
+	}
+	since := 0
+	if s != nil {
+		since = s.since
+	}
+	if len(l.seen) >= maxRefusalKeys {
+		for k, old := range l.seen {
+			if now.Sub(old.logged) >= refusalEvery {
+				delete(l.seen, k)
+			}
+		}
+		if len(l.seen) >= maxRefusalKeys {
+			clear(l.seen)
+		}
+	}
+	l.seen[key] = &refusalSeen{logged: now}
+	l.mu.Unlock()
+	attrs := []any{"caller", caller, "reason", reason}
+	if since > 0 {
+		attrs = append(attrs, "repeated", since)
+	}
+	l.log.Warn("handshake refused", attrs...)
 }

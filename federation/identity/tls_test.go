@@ -203,6 +203,20 @@ func TestReplicaOnlyListener(t *testing.T) {
 			t.Errorf("%s: logged reason %q, want it to end in %q", tc.client.ID, e.Str("reason"), tc.reason)
 		}
 	}
+	// A caller refused again for the same reason, within a minute, is logged at debug level: a
+	// removed replica dials at every election (review AM, AM2).
+	admin := identitytest.SVID(t, own.ca, "/user/admin", identity.SVIDOptions{})
+	for range 5 {
+		if _, _, err := handshake(addr, identity.ClientTLS(admin, trust, identity.AuthorizeReplica(own.td))); err == nil {
+			t.Fatal("admin's handshake succeeded")
+		}
+	}
+	level := func(l string) func(identitytest.Entry) bool {
+		return func(e identitytest.Entry) bool { return e.Str("caller") == admin.ID.String() && e.Str("level") == l }
+	}
+	if warn, debug := log.Count("handshake refused", level("WARN")), log.Count("handshake refused", level("DEBUG")); warn != 1 || debug != 5 {
+		t.Errorf("six refusals of %s: %d warnings and %d at debug level, want 1 and 5", admin.ID, warn, debug)
+	}
 }
 
 // TestClientAcceptsOnlyReplicas: a client built with ClientTLS and AuthorizeReplica refuses a
