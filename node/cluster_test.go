@@ -1082,6 +1082,50 @@ func TestClusterRaftAdmitsOnlyItsReplicas(t *testing.T) {
 	}
 }
 
+// TestReplicaDownWhileItsGroupIsReplacedFollowsTheNewLeader: r3 is down while r1 and r2 are
+// replaced (r4 joined, r1 removed, r5 joined, r2 removed), as docs/cluster.md says to replace a
+// replica. When it starts again, the group is r3, r4 and r5, and r3 knows neither r4 nor r5: its
+// configuration is of r1, r2 and r3. It refused the leader at the TLS handshake, for good, and
+// once r5 stopped, r3 and r4 took no writes though two of three ran (review AM, AM1). Its config's
+// raft.servers, which lists them, now admits its leader.
+func TestReplicaDownWhileItsGroupIsReplacedFollowsTheNewLeader(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{ElectionTimeout: time.Second})
+	r1, r2, r3 := c.Replica("r1"), c.Replica("r2"), c.Replica("r3")
+	if l := c.Leader(t, 15*time.Second, c.Replicas...); l == r3 {
+		if err := r3.Node.Store().HandLead(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	via := c.Leader(t, 15*time.Second, c.Replicas...)
+	via.Put(t, clustertest.Shelter("before", 1))
+	c.Converged(t, 15*time.Second, c.Replicas...)
+	r3.Stop(t)
+	cluster := func(via *clustertest.Replica) pb.ClusterServiceClient {
+		return pb.NewClusterServiceClient(via.Local(t))
+	}
+	replace := func(via, old *clustertest.Replica, id string) *clustertest.Replica {
+		r := c.AddReplica(t, id) // every config's raft.servers lists it, r3's too
+		r.Start(t)
+		retryUnavailable(t, "join "+id, func() (*pb.ClusterStatusResponse, error) {
+			return cluster(via).Join(clustertest.Call(t), &pb.JoinRequest{Id: id, RaftAddress: r.Raft})
+		})
+		retryUnavailable(t, "remove "+old.ID, func() (*pb.ClusterStatusResponse, error) {
+			return cluster(r).Remove(clustertest.Call(t), &pb.RemoveRequest{Id: old.ID})
+		})
+		old.Stop(t)
+		return r
+	}
+	r4 := replace(r2, r1, "r4")
+	r5 := replace(r4, r2, "r5")
+	r4.Put(t, clustertest.Shelter("after", 2))
+
+	r3.Start(t)
+	c.Converged(t, 30*time.Second, r3, r4, r5)
+	r5.Stop(t)
+	r4.Put(t, clustertest.Shelter("with-r5-down", 3))
+	c.Converged(t, 30*time.Second, r3, r4)
+}
+
 // TestClusterExerciseThroughFollower starts and closes an exercise through a follower, which
 // forwards both steps to the leader as it does record writes; every replica then holds the
 // exercise, attributed to the caller the follower named.

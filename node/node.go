@@ -1141,7 +1141,7 @@ func (n *Node) trackQuorum(electionTimeout time.Duration, stop <-chan struct{}, 
 		case !ok && serving && n.store.State() == "Shutdown":
 			n.log.Warn("this replica is out of its group (removed with cluster remove): health is NOT_SERVING; stop it, or start it again with an empty data directory and join it (cluster join)")
 			serving = false
-		case !ok && serving && !n.isReplica(n.opts.Config.ReplicaID):
+		case !ok && serving && !n.store.InGroup(n.opts.Config.ReplicaID):
 			n.log.Warn("this replica is " + NotMember + ": health is NOT_SERVING")
 			serving = false
 		case !ok && serving:
@@ -1463,37 +1463,61 @@ func (n *Node) close() error {
 	return errors.Join(errs...)
 }
 
-// isReplica reports whether a replica id is a voter or non-voter of the node's Raft group now,
-// or of its last committed configuration (store.InGroup).
+// isReplica reports whether a replica id holds the replica role in calls to this replica
+// (admits).
 func (n *Node) isReplica(id string) bool {
-	return n.store.InGroup(id)
+	return n.admits(n.store, id) == nil
 }
 
-// authorizeRaft admits to the Raft transport only the replicas of the group: a node SVID of the
-// org whose id is a voter or non-voter (store.InGroup: of the newest configuration, or of the
-// committed one while a change is pending). Raft trusts its messages as they are, so any other
-// node SVID the org's CA issued must not reach it. Before the group has a configuration (the
-// store is opening, or the replica waits to be joined), the ids in raft.servers of the config
-// stand in for it, so that a new replica accepts the leader that adds it.
+// admits says why replica id may not reach this replica, with s this replica's store (nil while
+// it opens), as the replica role and on the Raft transport; nil when it may. A replica of the
+// group (store.InGroup: of the newest configuration, or of the committed one while a change is
+// pending) may. So may one that raft.servers of the config names: always before the group has a
+// configuration here (the store is opening, or this replica waits to be joined), so that a new
+// replica accepts the leader that adds it; after that while this replica knows no leader, or
+// when it is the leader this replica follows. A replica that was down while the group changed
+// knows the group as it was, and the replica that leads now may have joined meanwhile: only its
+// entries would tell this one so (review AM). raft.servers is the operator's list of the group,
+// kept up to date as it changes.
+func (n *Node) admits(s *store.Store, id string) error {
+	listed := false
+	if c := n.cfg.Load(); c != nil {
+		listed = slices.ContainsFunc(c.Raft.Servers, func(s config.RaftServer) bool { return s.ID == id })
+	}
+	if s == nil {
+		if listed {
+			return nil
+		}
+		return fmt.Errorf("replica %s is not in raft.servers of this replica's config", id)
+	}
+	if servers, err := s.Servers(); err != nil || len(servers) == 0 {
+		if listed {
+			return nil
+		}
+		return fmt.Errorf("replica %s is not in raft.servers of this replica's config, and this replica has no group yet", id)
+	}
+	if s.InGroup(id) {
+		return nil
+	}
+	switch leader := s.Leader(); {
+	case listed && (leader == "" || leader == id):
+		return nil
+	case listed:
+		return fmt.Errorf("replica %s is not in this replica's Raft group, whose leader is %s (raft.servers lists it: cluster join adds it)", id, leader)
+	}
+	return fmt.Errorf("replica %s is not in this replica's Raft group, nor in raft.servers of its config: a removed replica is refused (stop it); one joined while this replica was down is taken in once raft.servers lists it", id)
+}
+
+// authorizeRaft admits to the Raft transport only the replicas of the group (admits): node SVIDs
+// of the org. Raft trusts its messages as they are, so any other node SVID the org's CA issued
+// must not reach it.
 func (n *Node) authorizeRaft(td spiffeid.TrustDomain) tlsconfig.Authorizer {
 	replica := identity.AuthorizeReplica(td)
 	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
 		if err := replica(id, chains); err != nil {
 			return err
 		}
-		rid := strings.TrimPrefix(id.Path(), "/node/")
-		if s := n.opened.Load(); s != nil {
-			if servers, err := s.Servers(); err == nil && len(servers) > 0 {
-				if s.InGroup(rid) {
-					return nil
-				}
-				return fmt.Errorf("%s is not a replica of this node's Raft group", id)
-			}
-		}
-		if c := n.cfg.Load(); c != nil && slices.ContainsFunc(c.Raft.Servers, func(s config.RaftServer) bool { return s.ID == rid }) {
-			return nil
-		}
-		return fmt.Errorf("%s is not in raft.servers of this replica's config", id)
+		return n.admits(n.opened.Load(), strings.TrimPrefix(id.Path(), "/node/"))
 	}
 }
 
