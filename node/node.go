@@ -1480,24 +1480,23 @@ func (n *Node) isReplica(id string) bool {
 // entries would tell this one so (review AM). raft.servers is the operator's list of the group,
 // kept up to date as it changes.
 func (n *Node) admits(s *store.Store, id string) error {
+	if s != nil && s.InGroup(id) {
+		return nil // first: every forwarded write asks
+	}
 	listed := false
 	if c := n.cfg.Load(); c != nil {
 		listed = slices.ContainsFunc(c.Raft.Servers, func(s config.RaftServer) bool { return s.ID == id })
 	}
-	if s == nil {
-		if listed {
-			return nil
-		}
-		return fmt.Errorf("replica %s is not in raft.servers of this replica's config", id)
+	grouped := false
+	if s != nil {
+		servers, err := s.Servers()
+		grouped = err == nil && len(servers) > 0
 	}
-	if servers, err := s.Servers(); err != nil || len(servers) == 0 {
+	if !grouped {
 		if listed {
 			return nil
 		}
 		return fmt.Errorf("replica %s is not in raft.servers of this replica's config, and this replica has no group yet", id)
-	}
-	if s.InGroup(id) {
-		return nil
 	}
 	switch leader := s.Leader(); {
 	case listed && (leader == "" || leader == id):

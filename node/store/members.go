@@ -54,7 +54,7 @@ func committedAtStart(logs raft.LogStore, snaps raft.SnapshotStore) (*groupConfi
 		return nil, fmt.Errorf("store: last log index: %w", err)
 	}
 	var found []*groupConfig
-	for i := last; i > after && i >= first && i > 0 && len(found) < 2; i-- {
+	for i := last; i > after && i >= first && len(found) < 2; i-- {
 		var e raft.Log
 		if err := logs.GetLog(i, &e); err != nil {
 			return nil, fmt.Errorf("store: read log entry %d: %w", i, err)
